@@ -1,0 +1,107 @@
+"""Database triggers that make the audit tables append-only, for SQLite and PostgreSQL.
+
+The database itself refuses, whoever asks: the admin, a service, a shell, raw SQL.
+- `agents_modelcall`, `agents_auditevent`: no UPDATE, no DELETE.
+- `agents_toolcall`: no DELETE; an UPDATE may fill a later fact once (NULL to a value) and move
+  the workflow `status` and `attempts` until the call is answered, and nothing else.
+"""
+
+from __future__ import annotations
+
+TOOLCALL_FIXED = [
+    "id", "run_id", "tool_use_id", "turn", "position", "tool_name", "input_proposed",
+    "validation_errors", "requires_approval", "approval_permission", "idempotency_key",
+    "created_at",
+]  # fmt: skip
+TOOLCALL_WRITE_ONCE = [
+    "input_executed", "decision", "decided_by_id", "decided_at", "decision_reason", "result",
+    "is_error", "started_at", "finished_at", "duration_ms",
+]  # fmt: skip
+SEALED_TABLES = ["agents_modelcall", "agents_auditevent"]
+MESSAGE = "audit rows are append-only"
+
+
+def _toolcall_violation(distinct: str) -> str:
+    fixed = [f"NEW.{c} {distinct} OLD.{c}" for c in TOOLCALL_FIXED]
+    once = [f"(OLD.{c} IS NOT NULL AND NEW.{c} {distinct} OLD.{c})" for c in TOOLCALL_WRITE_ONCE]
+    answered = [f"(OLD.finished_at IS NOT NULL AND NEW.status {distinct} OLD.status)"]
+    return "\n    OR ".join(fixed + once + answered)
+
+
+def sqlite_install() -> list[str]:
+    sql = [
+        f"""CREATE TRIGGER IF NOT EXISTS agents_toolcall_no_update BEFORE UPDATE ON agents_toolcall
+WHEN {_toolcall_violation("IS NOT")}
+BEGIN SELECT RAISE(ABORT, '{MESSAGE}: agents_toolcall facts cannot change'); END""",
+        f"""CREATE TRIGGER IF NOT EXISTS agents_toolcall_no_delete BEFORE DELETE ON agents_toolcall
+BEGIN SELECT RAISE(ABORT, '{MESSAGE}: agents_toolcall rows cannot be deleted'); END""",
+    ]
+    for table in SEALED_TABLES:
+        for op in ("UPDATE", "DELETE"):
+            sql.append(
+                f"""CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table}
+BEGIN SELECT RAISE(ABORT, '{MESSAGE}: {table} rows cannot be {op.lower()}d'); END"""
+            )
+    return sql
+
+
+def sqlite_uninstall() -> list[str]:
+    names = ["agents_toolcall_no_update", "agents_toolcall_no_delete"] + [
+        f"{t}_no_{op}" for t in SEALED_TABLES for op in ("update", "delete")
+    ]
+    return [f"DROP TRIGGER IF EXISTS {name}" for name in names]
+
+
+def postgresql_install() -> list[str]:
+    sql = [
+        f"""CREATE OR REPLACE FUNCTION agents_toolcall_guard() RETURNS trigger AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    RAISE EXCEPTION '{MESSAGE}: agents_toolcall rows cannot be deleted';
+  END IF;
+  IF {_toolcall_violation("IS DISTINCT FROM")} THEN
+    RAISE EXCEPTION '{MESSAGE}: agents_toolcall facts cannot change';
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql""",
+        "DROP TRIGGER IF EXISTS agents_toolcall_guard ON agents_toolcall",
+        """CREATE TRIGGER agents_toolcall_guard BEFORE UPDATE OR DELETE ON agents_toolcall
+FOR EACH ROW EXECUTE FUNCTION agents_toolcall_guard()""",
+        f"""CREATE OR REPLACE FUNCTION agents_sealed_guard() RETURNS trigger AS $$
+BEGIN
+  RAISE EXCEPTION USING MESSAGE =
+    '{MESSAGE}: ' || TG_TABLE_NAME || ' rows cannot be changed or deleted';
+END $$ LANGUAGE plpgsql""",
+    ]
+    for table in SEALED_TABLES:
+        sql += [
+            f"DROP TRIGGER IF EXISTS {table}_guard ON {table}",
+            f"""CREATE TRIGGER {table}_guard BEFORE UPDATE OR DELETE ON {table}
+FOR EACH ROW EXECUTE FUNCTION agents_sealed_guard()""",
+        ]
+    return sql
+
+
+def postgresql_uninstall() -> list[str]:
+    return [
+        "DROP TRIGGER IF EXISTS agents_toolcall_guard ON agents_toolcall",
+        *[f"DROP TRIGGER IF EXISTS {t}_guard ON {t}" for t in SEALED_TABLES],
+        "DROP FUNCTION IF EXISTS agents_toolcall_guard()",
+        "DROP FUNCTION IF EXISTS agents_sealed_guard()",
+    ]
+
+
+def guards_install(schema_editor) -> None:
+    vendor = schema_editor.connection.vendor
+    statements = {"sqlite": sqlite_install, "postgresql": postgresql_install}.get(vendor)
+    if statements is None:
+        raise NotImplementedError(f"No append-only guards for the {vendor} database.")
+    for statement in statements():
+        schema_editor.execute(statement)
+
+
+def guards_uninstall(schema_editor) -> None:
+    vendor = schema_editor.connection.vendor
+    statements = {"sqlite": sqlite_uninstall, "postgresql": postgresql_uninstall}[vendor]
+    for statement in statements():
+        schema_editor.execute(statement)

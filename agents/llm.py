@@ -1,0 +1,237 @@
+"""Model access: the Anthropic Messages API, or a replay of recorded replies.
+
+Both backends return the SDK's own `anthropic.types.Message`; the rest of the engine cannot
+tell them apart except by the run's `backend` label.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import typing
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import anthropic
+from anthropic.types import Message
+from anthropic.types.model_param import ModelParam
+from django.conf import settings
+
+from agents.registry import toolset_get
+
+BACKENDS = ("anthropic", "replay")
+
+
+class ModelError(Exception):
+    """The model call did not produce a reply."""
+
+
+class ModelUnavailable(ModelError):
+    """A transient failure (rate limit, overload, 5xx, network): try again later."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, request_id: str = ""):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.request_id = request_id
+
+
+class ModelRequestRejected(ModelError):
+    """A failure that repeating the same request cannot fix (bad request, credentials)."""
+
+    def __init__(self, message: str, *, request_id: str = ""):
+        super().__init__(message)
+        self.request_id = request_id
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    toolset: str
+    model: str
+    system: str
+    tools: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    max_tokens: int
+    run_id: int = 0  # not sent; lets the replay backend keep tool_use ids unique per run
+
+    def params(self) -> dict[str, Any]:
+        """The Messages API parameters, with the system prompt and tools marked for caching."""
+        tools = [dict(tool) for tool in self.tools]
+        if tools:
+            tools[-1]["cache_control"] = {"type": "ephemeral"}
+        params: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "system": [
+                {"type": "text", "text": self.system, "cache_control": {"type": "ephemeral"}}
+            ],
+            "messages": self.messages,
+        }
+        if tools:
+            params["tools"] = tools
+        return params
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    message: Message
+    request_id: str
+    latency_ms: int
+
+
+_SONNET = re.compile(r"^claude-sonnet-(\d+)(?:-(\d+))?$")
+
+
+def default_model() -> str:
+    """The newest Sonnet that the installed anthropic SDK lists (undated aliases only)."""
+    names = [arg for arg in typing.get_args(typing.get_args(ModelParam)[0])]
+    sonnets = []
+    for name in names:
+        match = _SONNET.match(name)
+        if match and (match.group(2) is None or len(match.group(2)) < 8):
+            sonnets.append(((int(match.group(1)), int(match.group(2) or 0)), name))
+    if not sonnets:
+        raise ModelError("The installed anthropic SDK lists no Sonnet model; set ANTHROPIC_MODEL.")
+    return max(sonnets)[1]
+
+
+def configured_model() -> str:
+    return settings.ANTHROPIC_MODEL or default_model()
+
+
+def configured_backend() -> str:
+    name = settings.AGENTS_LLM_BACKEND
+    if name not in BACKENDS:
+        raise ModelError(f"AGENTS_LLM_BACKEND must be one of {BACKENDS}, not {name!r}.")
+    return name
+
+
+def backend_get(name: str) -> AnthropicBackend | ReplayBackend:
+    if name == "anthropic":
+        return AnthropicBackend()
+    if name == "replay":
+        return ReplayBackend()
+    raise ModelError(f"Unknown model backend {name!r}.")
+
+
+@cache
+def _client(
+    api_key: str, base_url: str | None, timeout: float, max_retries: int
+) -> anthropic.Anthropic:
+    return anthropic.Anthropic(
+        api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+    )
+
+
+def _retry_after(error: anthropic.APIStatusError) -> float | None:
+    value = error.response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class AnthropicBackend:
+    name = "anthropic"
+
+    def create(self, request: ModelRequest) -> ModelReply:
+        if not settings.ANTHROPIC_API_KEY:
+            raise ModelRequestRejected("ANTHROPIC_API_KEY is not set.")
+        client = _client(
+            settings.ANTHROPIC_API_KEY,
+            settings.ANTHROPIC_BASE_URL,
+            settings.ANTHROPIC_TIMEOUT,
+            settings.ANTHROPIC_MAX_RETRIES,
+        )
+        started = time.monotonic()
+        try:
+            raw = client.messages.with_raw_response.create(**request.params())
+            message = raw.parse()
+        except anthropic.APIStatusError as error:
+            request_id = error.request_id or ""
+            detail = f"{error.status_code} {error.message}"
+            if error.status_code in (408, 409, 429) or error.status_code >= 500:
+                raise ModelUnavailable(
+                    detail, retry_after=_retry_after(error), request_id=request_id
+                ) from error
+            raise ModelRequestRejected(detail, request_id=request_id) from error
+        except anthropic.APIConnectionError as error:
+            raise ModelUnavailable(f"connection failed: {error}") from error
+        latency = int((time.monotonic() - started) * 1000)
+        return ModelReply(message=message, request_id=raw.request_id or "", latency_ms=latency)
+
+
+@dataclass(frozen=True)
+class Recording:
+    name: str
+    match: str
+    replies: list[dict[str, Any]]
+
+
+def recordings_load(directory: str | Path) -> list[Recording]:
+    recordings = []
+    for path in sorted(Path(directory).glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        recordings.append(
+            Recording(name=path.stem, match=data.get("match", ""), replies=data["replies"])
+        )
+    return recordings
+
+
+def _first_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in messages:
+        if message["role"] != "user":
+            continue
+        content = message["content"]
+        if isinstance(content, str):
+            return content
+        return "\n".join(b.get("text", "") for b in content if b.get("type") == "text")
+    return ""
+
+
+class ReplayBackend:
+    """Answers from recorded Messages API replies kept in the repository: no network, no cost.
+
+    A recording is chosen by the first of its `match` strings found in the run's first user
+    message; the n-th reply answers the n-th model call of the run.
+    """
+
+    name = "replay"
+
+    def create(self, request: ModelRequest) -> ModelReply:
+        toolset = toolset_get(request.toolset)
+        if not toolset.replay_dir:
+            raise ModelRequestRejected(f"Toolset {toolset.name!r} has no recorded replies.")
+        text = _first_user_text(request.messages).casefold()
+        turn = sum(1 for m in request.messages if m["role"] == "assistant")
+        for recording in recordings_load(toolset.replay_dir):
+            if recording.match.casefold() in text:
+                break
+        else:
+            raise ModelRequestRejected(
+                "No recorded reply matches this conversation; the replay backend only knows "
+                "its recordings. Set ANTHROPIC_API_KEY to use Claude."
+            )
+        if turn >= len(recording.replies):
+            data = {
+                "id": f"msg_replay_{recording.name}_end",
+                "type": "message",
+                "role": "assistant",
+                "model": request.model,
+                "content": [{"type": "text", "text": "(The recording ends here.)"}],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": 0, "output_tokens": 0},
+            }
+        else:
+            data = json.loads(json.dumps(recording.replies[turn]))
+            data["model"] = request.model
+            for block in data["content"]:
+                if block.get("type") == "tool_use":
+                    block["id"] = f"{block['id']}_run{request.run_id}"
+        message = Message.model_validate(data)
+        return ModelReply(
+            message=message, request_id=f"replay-{recording.name}-{turn}", latency_ms=0
+        )

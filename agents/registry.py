@@ -1,0 +1,141 @@
+"""The tool registry: domains declare their tools once and group them into toolsets.
+
+`agents` imports no domain app; `support` and `sre` call `toolset_register` from their
+AppConfig.ready().
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+
+if TYPE_CHECKING:
+    from agents.models import AgentRun, ToolCall
+
+
+class ToolError(Exception):
+    """A handler's expected failure: its message goes back to Claude as an is_error result."""
+
+
+@dataclass(frozen=True)
+class Escalate:
+    """A handler's answer that ends the run as escalated to a person."""
+
+    reason: str
+    content: Any = None
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    run: AgentRun
+    tool_call: ToolCall
+    idempotency_key: uuid.UUID
+    approved_by: Any = None  # the approving user, for tools that need approval
+    edited: bool = False
+
+
+Handler = Callable[[ToolContext, pydantic.BaseModel], Any]
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    input_model: type[pydantic.BaseModel]
+    handler: Handler
+    # The Django permission ("app_label.codename") that may approve a call; None runs at once.
+    approval_permission: str | None = None
+    # True when running the handler twice with the same idempotency key acts only once, so an
+    # execution a crash interrupted may be run again. Read-only tools are idempotent.
+    idempotent: bool | None = None
+
+    @property
+    def requires_approval(self) -> bool:
+        return self.approval_permission is not None
+
+    @property
+    def safe_to_retry(self) -> bool:
+        if self.idempotent is not None:
+            return self.idempotent
+        return not self.requires_approval
+
+    def input_schema(self) -> dict[str, Any]:
+        schema = self.input_model.model_json_schema()
+        schema.pop("title", None)
+        return schema
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.input_schema(),
+        }
+
+    def validate(self, data: Any) -> pydantic.BaseModel:
+        return self.input_model.model_validate(data, strict=False)
+
+
+@dataclass
+class Toolset:
+    name: str
+    label: str
+    prompt: str
+    tools: dict[str, Tool] = field(default_factory=dict)
+    # Recorded Messages API replies for the replay backend: a directory of JSON files.
+    replay_dir: str | None = None
+    # Called after commit when a run of this toolset starts waiting for approval or ends.
+    on_status_change: Callable[[AgentRun], None] | None = None
+
+    def add(self, tool: Tool) -> Tool:
+        if tool.name in self.tools:
+            raise ValueError(f"Tool {tool.name!r} is already in toolset {self.name!r}.")
+        self.tools[tool.name] = tool
+        return tool
+
+    def get(self, name: str) -> Tool | None:
+        return self.tools.get(name)
+
+    def specs(self) -> list[dict[str, Any]]:
+        return [tool.spec() for tool in self.tools.values()]
+
+
+class UnknownToolset(LookupError):
+    pass
+
+
+_toolsets: dict[str, Toolset] = {}
+
+
+def toolset_register(toolset: Toolset) -> Toolset:
+    """Register a toolset; registering the same name again replaces it (reloads, tests)."""
+    _toolsets[toolset.name] = toolset
+    return toolset
+
+
+def toolset_get(name: str) -> Toolset:
+    try:
+        return _toolsets[name]
+    except KeyError:
+        raise UnknownToolset(f"No toolset named {name!r} is registered.") from None
+
+
+def toolset_list() -> list[Toolset]:
+    return list(_toolsets.values())
+
+
+def tool_get(toolset: str, name: str) -> Tool | None:
+    return toolset_get(toolset).get(name)
+
+
+def permission_list() -> set[str]:
+    """Every permission that approves some registered tool."""
+    return {
+        tool.approval_permission
+        for ts in _toolsets.values()
+        for tool in ts.tools.values()
+        if tool.approval_permission
+    }

@@ -1,0 +1,322 @@
+"""Starting, advancing and ending agent runs.
+
+A run advances one model call per step task. The task claims the run by compare-and-set,
+commits, calls the model outside any transaction, and saves the reply (and the tool calls it
+asks for) before anything acts on it. A step task delivered twice finds the claim or a newer
+step and does nothing, so one step never makes two model calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from agents import llm
+from agents.audit import audit_record
+from agents.models import AgentRun, ModelCall
+from agents.pricing import cost_estimate
+from agents.prompts import prompt_get
+from agents.queue import enqueue_on_commit
+from agents.registry import toolset_get
+from agents.services.dispatch import tool_calls_create, turn_dispatch
+from agents.services.errors import InvalidTransition
+from agents.services.lifecycle import run_end, run_requeue
+
+logger = logging.getLogger(__name__)
+
+Status = AgentRun.Status
+STEP_TASK = "agents.tasks.run_advance_task"
+
+# Stop reasons that end or continue a run, handled one by one in `_reply_record`.
+CONTINUE_STOPS = {"tool_use", "pause_turn", "max_tokens"}
+
+
+def run_start(
+    *,
+    toolset: str,
+    user_message: str | list[dict[str, Any]],
+    subject_type: str = "",
+    subject_id: str | int = "",
+    prompt_context: dict[str, Any] | None = None,
+    started_by: Any = None,
+) -> AgentRun:
+    """Create a queued run with its first user message and queue its first step."""
+    ts = toolset_get(toolset)
+    prompt = prompt_get(name=ts.prompt)
+    content = (
+        [{"type": "text", "text": user_message}] if isinstance(user_message, str) else user_message
+    )
+    with transaction.atomic():
+        run = AgentRun.objects.create(
+            toolset=ts.name,
+            prompt_name=prompt.name,
+            prompt_version=prompt.version,
+            system=prompt.render(prompt_context),
+            model=llm.configured_model(),
+            backend=llm.configured_backend(),
+            max_tokens=settings.AGENTS_MAX_TOKENS,
+            messages=[{"role": "user", "content": content}],
+            subject_type=subject_type,
+            subject_id=str(subject_id),
+            started_by=started_by if getattr(started_by, "is_authenticated", False) else None,
+        )
+        audit_record(
+            kind="run.started",
+            run=run,
+            actor=started_by,
+            message=f"{ts.label} run started with prompt {prompt.name} v{prompt.version}.",
+            data={"model": run.model, "backend": run.backend},
+        )
+        enqueue_on_commit(STEP_TASK, run.pk, run.step)
+    return run
+
+
+def run_advance(*, run_id: int, step: int) -> None:
+    """Do the work of one step: dispatch a saved reply's tool calls, or make one model call."""
+    token = _run_claim(run_id=run_id, step=step)
+    if token is None:
+        logger.info("run %s step %s: already claimed or moved on; nothing to do", run_id, step)
+        return
+    run = AgentRun.objects.get(pk=run_id)
+    if _last_reply_unanswered(run):
+        # A worker saved the reply and died before its tool calls were answered.
+        tool_calls_create(run=run)
+        turn_dispatch(run_id=run.pk)
+        return
+    if reason := _cap_reached(run):
+        _run_end_claimed(run=run, token=token, status=Status.FAILED, reason=reason)
+        return
+    request = llm.ModelRequest(
+        toolset=run.toolset,
+        model=run.model,
+        system=run.system,
+        tools=toolset_get(run.toolset).specs(),
+        messages=run.messages,
+        max_tokens=run.max_tokens,
+        run_id=run.pk,
+    )
+    try:
+        reply = llm.backend_get(run.backend).create(request)
+    except llm.ModelUnavailable as error:
+        _model_unavailable(run=run, token=token, error=error)
+        return
+    except llm.ModelError as error:
+        _model_call_error_record(run=run, error=error)
+        _run_end_claimed(
+            run=run, token=token, status=Status.FAILED, reason=f"The model call failed: {error}"
+        )
+        return
+    if _reply_record(run_id=run.pk, token=token, reply=reply):
+        turn_dispatch(run_id=run.pk)
+
+
+def run_cancel(*, run_id: int, user: Any, reason: str) -> AgentRun:
+    """Cancel an unfinished run; its undecided tool calls are cancelled with it."""
+    if not user.has_perm("agents.cancel_agentrun"):
+        from django.core.exceptions import PermissionDenied
+
+        raise PermissionDenied("You may not cancel agent runs.")
+    with transaction.atomic():
+        run = AgentRun.objects.select_for_update().get(pk=run_id)
+        if run.is_finished:
+            raise InvalidTransition(f"Run #{run.pk} is already {run.get_status_display().lower()}.")
+        run_end(run=run, status=Status.CANCELLED, reason=reason or "Cancelled.", actor=user)
+    return run
+
+
+def _run_claim(*, run_id: int, step: int) -> uuid.UUID | None:
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.AGENTS_STALE_CLAIM_SECONDS)
+    token = uuid.uuid4()
+    claimable = Q(status=Status.QUEUED) & (
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    )
+    claimable |= Q(status=Status.RUNNING, claimed_at__lt=stale)
+    updated = AgentRun.objects.filter(claimable, pk=run_id, step=step).update(
+        status=Status.RUNNING, claim_token=token, claimed_at=now
+    )
+    return token if updated else None
+
+
+def _last_reply_unanswered(run: AgentRun) -> bool:
+    last = run.messages[-1] if run.messages else None
+    return bool(
+        last
+        and last["role"] == "assistant"
+        and any(block.get("type") == "tool_use" for block in last["content"])
+        and run.last_stop_reason == "tool_use"
+    )
+
+
+def _cap_reached(run: AgentRun) -> str:
+    if run.turns >= settings.AGENTS_MAX_TURNS:
+        return f"Turn cap reached: {run.turns} model calls (AGENTS_MAX_TURNS={settings.AGENTS_MAX_TURNS})."
+    cap = Decimal(str(settings.AGENTS_MAX_COST_USD))
+    if run.cost_usd >= cap:
+        return f"Cost cap reached: ${run.cost_usd:.4f} of ${cap:.2f} (AGENTS_MAX_COST_USD)."
+    return ""
+
+
+def _usage(message: Any) -> dict[str, int]:
+    usage = message.usage
+    return {
+        "input_tokens": usage.input_tokens or 0,
+        "output_tokens": usage.output_tokens or 0,
+        "cache_read_tokens": usage.cache_read_input_tokens or 0,
+        "cache_write_tokens": usage.cache_creation_input_tokens or 0,
+    }
+
+
+def _reply_record(*, run_id: int, token: uuid.UUID, reply: llm.ModelReply) -> bool:
+    """Save the reply and decide what it means. Returns True when tool calls await dispatch."""
+    message = reply.message
+    usage = _usage(message)
+    with transaction.atomic():
+        run = AgentRun.objects.select_for_update().get(pk=run_id)
+        if run.status != Status.RUNNING or run.claim_token != token:
+            logger.warning("run %s: claim lost before the reply was saved; reply dropped", run_id)
+            return False
+        cost = cost_estimate(
+            model=run.model,
+            input_tokens=usage["input_tokens"],
+            output_tokens=usage["output_tokens"],
+            cache_read=usage["cache_read_tokens"],
+            cache_write=usage["cache_write_tokens"],
+        )
+        ModelCall.objects.create(
+            run=run,
+            step=run.step,
+            backend=run.backend,
+            model=message.model or run.model,
+            request_id=reply.request_id,
+            message_id=message.id,
+            stop_reason=message.stop_reason or "",
+            latency_ms=reply.latency_ms,
+            cost_usd=cost,
+            response=message.to_dict(mode="json"),
+            **usage,
+        )
+        run.turns += 1
+        run.attempts = 0
+        run.next_attempt_at = None
+        run.last_stop_reason = message.stop_reason or ""
+        run.cost_usd += cost
+        run.input_tokens += usage["input_tokens"]
+        run.output_tokens += usage["output_tokens"]
+        run.cache_read_tokens += usage["cache_read_tokens"]
+        run.cache_write_tokens += usage["cache_write_tokens"]
+        assistant = {
+            "role": "assistant",
+            "content": [block.to_dict(mode="json") for block in message.content],
+        }
+        stop = message.stop_reason
+        if stop in CONTINUE_STOPS and (reason := _cap_reached(run)):
+            run.messages = [*run.messages, assistant]
+            run.save()
+            run_end(run=run, status=Status.FAILED, reason=reason)
+            return False
+        if stop == "tool_use":
+            run.messages = [*run.messages, assistant]
+            run.save()
+            tool_calls_create(run=run)
+            return True
+        if stop in ("end_turn", "stop_sequence"):
+            run.messages = [*run.messages, assistant]
+            run.save()
+            run_end(run=run, status=Status.COMPLETED, reason="Claude finished its turn.")
+        elif stop == "pause_turn":
+            # The API paused a long turn: send the conversation back as it is to let it go on.
+            run.messages = [*run.messages, assistant]
+            run_requeue(run)
+        elif stop == "max_tokens":
+            # The reply was cut off (perhaps inside a tool_use block): drop it and ask again
+            # with more room, up to the ceiling.
+            if run.max_tokens >= settings.AGENTS_MAX_TOKENS_CEILING:
+                run.save()
+                run_end(
+                    run=run,
+                    status=Status.FAILED,
+                    reason=f"The reply was cut off at max_tokens={run.max_tokens}, the ceiling "
+                    "(AGENTS_MAX_TOKENS_CEILING).",
+                )
+                return False
+            old = run.max_tokens
+            run.max_tokens = min(old * 2, settings.AGENTS_MAX_TOKENS_CEILING)
+            audit_record(
+                kind="run.max_tokens_raised",
+                run=run,
+                message=f"The reply was cut off at {old} tokens; asking again with {run.max_tokens}.",
+            )
+            run_requeue(run)
+        elif stop == "refusal":
+            run.messages = [*run.messages, assistant]
+            run.save()
+            run_end(
+                run=run,
+                status=Status.ESCALATED,
+                reason="Claude declined to continue (stop_reason=refusal); a person must take over.",
+            )
+        elif stop == "model_context_window_exceeded":
+            run.save()
+            run_end(
+                run=run,
+                status=Status.FAILED,
+                reason="The conversation no longer fits the model's context window.",
+            )
+        else:
+            run.save()
+            run_end(run=run, status=Status.FAILED, reason=f"Unexpected stop_reason {stop!r}.")
+    return False
+
+
+def _model_unavailable(*, run: AgentRun, token: uuid.UUID, error: llm.ModelUnavailable) -> None:
+    """Record the failed call and put the run back in the queue with a growing delay."""
+    with transaction.atomic():
+        locked = AgentRun.objects.select_for_update().get(pk=run.pk)
+        if locked.claim_token != token:
+            return
+        delay = min(
+            settings.AGENTS_RETRY_BASE_SECONDS * (2**locked.attempts),
+            settings.AGENTS_RETRY_MAX_SECONDS,
+        )
+        delay = max(delay, error.retry_after or 0)
+        _model_call_error_record(run=locked, error=error)
+        AgentRun.objects.filter(pk=run.pk).update(
+            status=Status.QUEUED,
+            claim_token=None,
+            claimed_at=None,
+            attempts=F("attempts") + 1,
+            next_attempt_at=timezone.now() + timedelta(seconds=delay),
+            status_reason=f"Model unavailable ({error}); retrying in {int(delay)} s.",
+        )
+    # The sweeper queues the step again once next_attempt_at has passed.
+
+
+def _model_call_error_record(*, run: AgentRun, error: llm.ModelError) -> None:
+    ModelCall.objects.create(
+        run=run,
+        step=run.step,
+        backend=run.backend,
+        model=run.model,
+        request_id=getattr(error, "request_id", ""),
+        error=str(error),
+    )
+
+
+def _run_end_claimed(*, run: AgentRun, token: uuid.UUID, status: str, reason: str) -> None:
+    with transaction.atomic():
+        locked = AgentRun.objects.select_for_update().get(pk=run.pk)
+        if locked.claim_token != token or locked.is_finished:
+            return
+        run_end(run=locked, status=status, reason=reason)
+
+
+__all__ = ["run_start", "run_advance", "run_cancel"]

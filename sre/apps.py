@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SreConfig(AppConfig):
+    name = "sre"
+    verbose_name = "SRE watchdog"

@@ -1,0 +1,19 @@
+"""Test settings: the base settings plus a small toolset of the tests' own."""
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import INSTALLED_APPS
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.toolbox"]
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+# Tests talk to a local server that speaks the Messages API (tests/fakes/anthropic.py);
+# the `fake_anthropic` fixture points ANTHROPIC_BASE_URL at it.
+ANTHROPIC_API_KEY = "sk-ant-test"
+ANTHROPIC_BASE_URL = "http://127.0.0.1:9"  # closed port: a test that forgets the fake fails
+ANTHROPIC_MAX_RETRIES = 2
+ANTHROPIC_TIMEOUT = 10.0
+AGENTS_LLM_BACKEND = "anthropic"
+AGENTS_MAX_TURNS = 8
+AGENTS_MAX_COST_USD = 1.0

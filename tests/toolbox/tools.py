@@ -1,0 +1,83 @@
+"""The toolbox toolset: one read-only tool, one that needs approval, one that escalates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.db import transaction
+from django.db.models import F
+from pydantic import BaseModel, Field
+
+from agents.prompts import prompt_register
+from agents.registry import Escalate, Tool, ToolContext, ToolError, Toolset, toolset_register
+from tests.toolbox.models import Shipment, Widget
+
+status_changes: list[tuple[int, str]] = []
+
+
+class LookupWidget(BaseModel):
+    name: str = Field(description="The widget's name.")
+
+
+class ShipWidget(BaseModel):
+    name: str = Field(description="The widget's name.")
+    quantity: int = Field(gt=0, le=100, description="How many to ship.")
+    address: str = Field(min_length=3, description="Where to ship them.")
+
+
+class EscalateToHuman(BaseModel):
+    reason: str = Field(min_length=3)
+
+
+def lookup_widget(context: ToolContext, value: LookupWidget) -> dict:
+    widget = Widget.objects.filter(name=value.name).first()
+    if widget is None:
+        raise ToolError(f"No widget named {value.name!r}.")
+    return {"name": widget.name, "stock": widget.stock}
+
+
+def ship_widget(context: ToolContext, value: ShipWidget) -> dict:
+    with transaction.atomic():
+        widget = Widget.objects.select_for_update().filter(name=value.name).first()
+        if widget is None:
+            raise ToolError(f"No widget named {value.name!r}.")
+        shipment, created = Shipment.objects.get_or_create(
+            idempotency_key=context.idempotency_key,
+            defaults={"widget": widget, "quantity": value.quantity, "address": value.address},
+        )
+        if created:
+            if widget.stock < value.quantity:
+                raise ToolError(f"Only {widget.stock} {widget.name} in stock.")
+            Widget.objects.filter(pk=widget.pk).update(stock=F("stock") - value.quantity)
+    return {"shipment": shipment.pk, "quantity": shipment.quantity, "address": shipment.address}
+
+
+def escalate_to_human(context: ToolContext, value: EscalateToHuman) -> Escalate:
+    return Escalate(reason=value.reason)
+
+
+def register() -> None:
+    prompt_register(name="toolbox", version=1, template="prompts/toolbox/v1.txt")
+    prompt_register(name="toolbox", version=2, template="prompts/toolbox/v2.txt")
+    toolset = Toolset(
+        name="toolbox",
+        label="Warehouse",
+        prompt="toolbox",
+        replay_dir=str(Path(__file__).parent / "replays"),
+        on_status_change=lambda run: status_changes.append((run.pk, run.status)),
+    )
+    toolset.add(Tool("lookup_widget", "Look up a widget's stock.", LookupWidget, lookup_widget))
+    toolset.add(
+        Tool(
+            "ship_widget",
+            "Ship widgets to an address. A person approves every shipment.",
+            ShipWidget,
+            ship_widget,
+            approval_permission="toolbox.approve_shipment",
+            idempotent=True,
+        )
+    )
+    toolset.add(
+        Tool("escalate_to_human", "Hand over to a person.", EscalateToHuman, escalate_to_human)
+    )
+    toolset_register(toolset)
