@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -37,9 +37,9 @@ class SweepReport:
     calls_expired: int = 0
 
 
-def agents_sweep() -> SweepReport:
+def agents_sweep(*, now: datetime | None = None) -> SweepReport:
     """Queue again what is due or stalled, settle interrupted calls, expire stale approvals."""
-    now = timezone.now()
+    now = now or timezone.now()
     report = SweepReport()
     stale = now - timedelta(seconds=settings.AGENTS_STALE_CLAIM_SECONDS)
     due_runs = AgentRun.objects.filter(

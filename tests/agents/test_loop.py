@@ -12,32 +12,14 @@ from agents.models import AgentRun, AuditEvent, ModelCall, ToolCall
 from agents.services import (
     InvalidToolInput,
     InvalidTransition,
-    run_start,
     tool_call_approve,
     tool_call_reject,
 )
+from tests.agents.helpers import SHIP, assert_status, start, tool_results
 from tests.factories.users import user_create
 from tests.toolbox.models import Shipment, Widget
 
 pytestmark = pytest.mark.django_db
-
-SHIP = {"name": "gear", "quantity": 2, "address": "1 Main St"}
-
-
-def start(worker, text="Please ship two gears to 1 Main St."):
-    with worker.committing():
-        return run_start(
-            toolset="toolbox", user_message=text, subject_type="toolbox.order", subject_id=7
-        )
-
-
-def assert_status(run, status):
-    run.refresh_from_db()
-    assert run.status == status, f"{run.status}: {run.status_reason}"
-
-
-def tool_results(request) -> list[dict]:
-    return [b for b in request.body["messages"][-1]["content"] if b.get("type") == "tool_result"]
 
 
 def test_approval_gated_tool_waits_then_runs_once_approved(fake_anthropic, worker, widgets):
