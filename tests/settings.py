@@ -1,5 +1,7 @@
 """Test settings: the base settings plus a small toolset of the tests' own."""
 
+import os
+
 from config.settings.base import *  # noqa: F403
 from config.settings.base import INSTALLED_APPS
 
@@ -11,7 +13,8 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Tests talk to a local server that speaks the Messages API (tests/fakes/anthropic.py);
 # the `fake_anthropic` fixture points ANTHROPIC_BASE_URL at it.
 ANTHROPIC_API_KEY = "sk-ant-test"
-ANTHROPIC_BASE_URL = "http://127.0.0.1:9"  # closed port: a test that forgets the fake fails
+# A closed port unless a test starts worker processes against its fake (tests/e2e).
+ANTHROPIC_BASE_URL = os.environ.get("TEST_ANTHROPIC_BASE_URL", "http://127.0.0.1:9")
 ANTHROPIC_MAX_RETRIES = 2
 ANTHROPIC_TIMEOUT = 10.0
 AGENTS_LLM_BACKEND = "anthropic"

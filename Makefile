@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make run` (console + worker, embedded defaults)
+# and `make test` (the whole suite). Everything installs from requirements.lock.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+ADDR ?= 127.0.0.1:8000
+
+.PHONY: install run test lint lock bench
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --requirement requirements.lock
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py setup_schedules
+	$(PY) manage.py demo_setup
+	$(PY) manage.py serve $(ADDR)
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+# Re-pin every dependency (direct and transitive) from pyproject.toml into requirements.lock.
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install --quiet --upgrade pip
+	.lockenv/bin/pip install --quiet ".[dev]"
+	.lockenv/bin/pip freeze --exclude-editable | grep -v '^countersign' > requirements.lock
+	rm -rf .lockenv
