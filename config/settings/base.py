@@ -104,7 +104,7 @@ LOGGING = {
 # --- Task queue (django-q2) -------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 Q_CLUSTER = {
-    "name": "countersign",
+    "name": env.str("Q_CLUSTER_NAME", default="countersign"),
     "workers": env.int("Q_WORKERS", default=2),
     # A task that runs longer than `timeout` is killed; one not acknowledged within `retry` is
     # delivered again. Every task here is safe to deliver twice.

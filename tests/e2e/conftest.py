@@ -81,8 +81,12 @@ class Site:
         raise AssertionError(f"{sql!r} gave {seen!r}, not {expected!r}, within {timeout}s")
 
 
-@pytest.fixture
-def site(tmp_path: Path, _anthropic_server) -> Iterator[Site]:
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(params=["orm", "redis"])
+def site(request, tmp_path: Path, _anthropic_server) -> Iterator[Site]:
+    """A site on this test run's database kind, with the ORM broker or with Redis."""
     default = settings.DATABASES["default"]
     cleanup = None
     if default["ENGINE"].endswith("postgresql"):
@@ -112,8 +116,11 @@ def site(tmp_path: Path, _anthropic_server) -> Iterator[Site]:
         "TEST_ANTHROPIC_BASE_URL": _anthropic_server.url,
         "Q_WORKERS": "1",
         "LOG_LEVEL": "WARNING",
+        "Q_CLUSTER_NAME": f"e2e-{uuid.uuid4().hex[:8]}",
     }
     env.pop("REDIS_URL", None)
+    if request.param == "redis":
+        env["REDIS_URL"] = REDIS_URL
     site = Site(url, env)
     site.manage("migrate", "--noinput")
     yield site
