@@ -142,3 +142,30 @@ AGENTS_STALE_CLAIM_SECONDS = env.int("AGENTS_STALE_CLAIM_SECONDS", default=600)
 AGENTS_APPROVAL_TTL_HOURS = env.float("AGENTS_APPROVAL_TTL_HOURS", default=72.0)
 AGENTS_SWEEP_MINUTES = env.int("AGENTS_SWEEP_MINUTES", default=1)
 AGENTS_MODEL_PRICES = env.json("AGENTS_MODEL_PRICES", default={})
+
+# --- Outgoing mail -----------------------------------------------------------------------------
+# consolemail:// prints mail to the worker's terminal; smtp+tls://user:pass@host:587 sends it.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="support@countersign.localhost")
+
+# --- Support desk ------------------------------------------------------------------------------
+STRIPE_API_KEY = env.str("STRIPE_API_KEY", default="")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+SUPPORT_SANDBOX_FIXTURE = env.str(
+    "SUPPORT_SANDBOX_FIXTURE", default=str(BASE_DIR / "support" / "sandbox" / "customers.json")
+)
+INBOUND_EMAIL_SECRET = env.str("INBOUND_EMAIL_SECRET", default="")
+IMAP_HOST = env.str("IMAP_HOST", default="")
+IMAP_PORT = env.int("IMAP_PORT", default=993)
+IMAP_USER = env.str("IMAP_USER", default="")
+IMAP_PASSWORD = env.str("IMAP_PASSWORD", default="")
+IMAP_FOLDER = env.str("IMAP_FOLDER", default="INBOX")
+IMAP_SSL = env.bool("IMAP_SSL", default=True)
+IMAP_POLL_MINUTES = env.int("IMAP_POLL_MINUTES", default=2)
+SUPPORT_REFUND_MAX_CENTS = env.int("SUPPORT_REFUND_MAX_CENTS", default=50_000)
+SUPPORT_REFUND_DAILY_MAX_CENTS = env.int("SUPPORT_REFUND_DAILY_MAX_CENTS", default=100_000)
+SUPPORT_TWO_PERSON_THRESHOLD_CENTS = env.int("SUPPORT_TWO_PERSON_THRESHOLD_CENTS", default=20_000)
+SUPPORT_REFUND_EXPIRY_HOURS = env.float("SUPPORT_REFUND_EXPIRY_HOURS", default=48.0)
