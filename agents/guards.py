@@ -14,7 +14,7 @@ TOOLCALL_FIXED = [
     "created_at",
 ]  # fmt: skip
 TOOLCALL_WRITE_ONCE = [
-    "input_executed", "decision", "decided_by_id", "decided_at", "decision_reason", "result",
+    "checks", "input_executed", "decision", "decided_by_id", "decided_at", "decision_reason", "result",
     "is_error", "started_at", "finished_at", "duration_ms",
 ]  # fmt: skip
 SEALED_TABLES = ["agents_modelcall", "agents_auditevent"]

@@ -85,12 +85,14 @@ class ToolCall(models.Model):
 
     class Status(models.TextChoices):
         INVALID = "invalid", "Invalid input"
+        PREPARING = "preparing", "Checking before review"
         AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
         QUEUED = "queued", "Queued to run"
         EXECUTING = "executing", "Executing"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
         REJECTED = "rejected", "Rejected"
+        BLOCKED = "blocked", "Blocked by policy"
         EXPIRED = "expired", "Expired"
         CANCELLED = "cancelled", "Cancelled"
 
@@ -99,14 +101,17 @@ class ToolCall(models.Model):
         Status.SUCCEEDED,
         Status.FAILED,
         Status.REJECTED,
+        Status.BLOCKED,
         Status.EXPIRED,
         Status.CANCELLED,
     )
+    WAITING = (Status.PREPARING, Status.AWAITING_APPROVAL)
 
     class Decision(models.TextChoices):
         AUTO = "auto", "No approval needed"
         APPROVED = "approved", "Approved"
         REJECTED = "rejected", "Rejected"
+        BLOCKED = "blocked", "Blocked by policy"
         EXPIRED = "expired", "Expired"
 
     run = models.ForeignKey(AgentRun, on_delete=models.PROTECT, related_name="tool_calls")
@@ -117,6 +122,9 @@ class ToolCall(models.Model):
     input_proposed = models.JSONField(help_text="The input exactly as Claude proposed it.")
     validation_errors = models.JSONField(null=True, blank=True)
     requires_approval = models.BooleanField()
+    checks = models.JSONField(
+        null=True, blank=True, help_text="Policy checks run before review: name, passed, detail."
+    )
     approval_permission = models.CharField(max_length=128, blank=True)
     idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     status = models.CharField(max_length=24, choices=Status, db_index=True)

@@ -30,6 +30,31 @@ class Escalate:
 
 
 @dataclass(frozen=True)
+class Check:
+    """One policy check run before a person reviews a call; hard failures block approval."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+    hard: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "detail": self.detail, "hard": self.hard}
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """What a tool's `prepare` found: the checks, and a note for the reviewer."""
+
+    checks: list[Check] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def blocked(self) -> list[Check]:
+        return [c for c in self.checks if c.hard and not c.passed]
+
+
+@dataclass(frozen=True)
 class ToolContext:
     run: AgentRun
     tool_call: ToolCall
@@ -39,6 +64,9 @@ class ToolContext:
 
 
 Handler = Callable[[ToolContext, pydantic.BaseModel], Any]
+Prepare = Callable[[ToolContext, pydantic.BaseModel], Preparation]
+# authorize(tool_call, user, edited_input) raises PermissionDenied or InvalidTransition.
+Authorize = Callable[["ToolCall", Any, "dict[str, Any] | None"], None]
 
 
 @dataclass(frozen=True)
@@ -52,6 +80,11 @@ class Tool:
     # True when running the handler twice with the same idempotency key acts only once, so an
     # execution a crash interrupted may be run again. Read-only tools are idempotent.
     idempotent: bool | None = None
+    # Runs in a worker after the call is proposed and before anyone may approve it: policy
+    # checks against live data. A failed hard check blocks the call; Claude is told why.
+    prepare: Prepare | None = None
+    # Runs in the approving service: the domain's own rules on who may approve what.
+    authorize: Authorize | None = None
 
     @property
     def requires_approval(self) -> bool:

@@ -7,6 +7,10 @@ def run_advance_task(run_id: int, step: int) -> None:
     services.run_advance(run_id=run_id, step=step)
 
 
+def tool_call_prepare_task(tool_call_id: int) -> None:
+    services.tool_call_prepare(tool_call_id=tool_call_id)
+
+
 def tool_call_execute_task(tool_call_id: int) -> None:
     services.tool_call_execute(tool_call_id=tool_call_id)
 

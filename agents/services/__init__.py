@@ -6,7 +6,7 @@ from agents.services.decisions import (
     tool_call_expire,
     tool_call_reject,
 )
-from agents.services.dispatch import tool_call_execute, turn_settle
+from agents.services.dispatch import tool_call_execute, tool_call_prepare, turn_settle
 from agents.services.errors import InvalidToolInput, InvalidTransition
 from agents.services.runs import run_advance, run_cancel, run_start
 from agents.services.sweep import agents_sweep
@@ -22,6 +22,7 @@ __all__ = [
     "tool_call_can_decide",
     "tool_call_execute",
     "tool_call_expire",
+    "tool_call_prepare",
     "tool_call_reject",
     "turn_settle",
 ]

@@ -58,15 +58,17 @@ def tool_call_approve(
     _check_open(call)
     if edited_input is not None and edited_input == call.input_proposed:
         edited_input = None
+    tool = toolset_get(call.run.toolset).get(call.tool_name)
+    if tool is None:
+        raise InvalidToolInput(f"The tool {call.tool_name!r} is no longer registered.")
     if edited_input is not None:
-        tool = toolset_get(call.run.toolset).get(call.tool_name)
-        if tool is None:
-            raise InvalidToolInput(f"The tool {call.tool_name!r} is no longer registered.")
         try:
             tool.validate(edited_input)
         except pydantic.ValidationError as error:
             summary, details = errors_describe(error)
             raise InvalidToolInput(f"The edited input is not valid: {summary}", details) from None
+    if tool.authorize is not None:
+        tool.authorize(call, user, edited_input)
     now = timezone.now()
     with transaction.atomic():
         run = AgentRun.objects.select_for_update().get(pk=call.run_id)

@@ -21,7 +21,14 @@ from django.utils import timezone
 
 from agents.audit import audit_record
 from agents.models import AgentRun, ToolCall
-from agents.registry import Escalate, ToolContext, ToolError, toolset_get
+from agents.registry import (
+    Check,
+    Escalate,
+    Preparation,
+    ToolContext,
+    ToolError,
+    toolset_get,
+)
 from agents.services.lifecycle import run_end, run_requeue, run_wait_for_approval
 
 logger = logging.getLogger(__name__)
@@ -81,7 +88,9 @@ def tool_calls_create(*, run: AgentRun) -> list[ToolCall]:
                 )
             else:
                 if tool.requires_approval:
-                    fields["status"] = TC.AWAITING_APPROVAL
+                    fields["status"] = TC.PREPARING if tool.prepare else TC.AWAITING_APPROVAL
+                    if not tool.prepare:
+                        fields["checks"] = []
                 else:
                     fields.update(status=TC.QUEUED, decision=ToolCall.Decision.AUTO)
         calls.append(
@@ -99,12 +108,66 @@ def tool_calls_create(*, run: AgentRun) -> list[ToolCall]:
 
 
 def turn_dispatch(*, run_id: int) -> None:
-    """Run the current turn's queued calls in order, then answer Claude if all are answered."""
+    """Prepare calls for review, run queued ones in order, and answer Claude once all are."""
     run = AgentRun.objects.get(pk=run_id)
+    preparing = run.tool_calls.filter(turn=run.turns, status=TC.PREPARING).order_by("position")
+    for call_id in preparing.values_list("pk", flat=True):
+        tool_call_prepare(tool_call_id=call_id, settle=False)
     queued = run.tool_calls.filter(turn=run.turns, status=TC.QUEUED).order_by("position")
     for call_id in queued.values_list("pk", flat=True):
         tool_call_execute(tool_call_id=call_id, settle=False)
     turn_settle(run_id=run_id)
+
+
+def tool_call_prepare(*, tool_call_id: int, settle: bool = True) -> None:
+    """Run a call's policy checks outside any transaction; then it waits for a person."""
+    call = ToolCall.objects.select_related("run").get(pk=tool_call_id)
+    if call.status != TC.PREPARING:
+        return
+    tool = toolset_get(call.run.toolset).get(call.tool_name)
+    context = ToolContext(run=call.run, tool_call=call, idempotency_key=call.idempotency_key)
+    try:
+        if tool is None or tool.prepare is None:
+            raise ToolError(f"The tool {call.tool_name!r} cannot be checked any more.")
+        preparation = tool.prepare(context, tool.validate(call.input_proposed))
+    except ToolError as error:
+        preparation = Preparation(checks=[Check("prepare", False, str(error), hard=True)])
+    except Exception:
+        # Live data was unreachable (a payments outage, say): stay in `preparing`; the sweep
+        # tries again. Nobody can approve a call whose checks have not run.
+        logger.exception("tool call %s: checks failed to run; will retry", call.pk)
+        return
+    checks = [c.as_dict() for c in preparation.checks]
+    with transaction.atomic():
+        if preparation.blocked:
+            failed = "; ".join(f"{c.name}: {c.detail}" for c in preparation.blocked)
+            updated = ToolCall.objects.filter(pk=call.pk, status=TC.PREPARING).update(
+                status=TC.BLOCKED,
+                checks=checks,
+                decision=ToolCall.Decision.BLOCKED,
+                decided_at=timezone.now(),
+                decision_reason=failed,
+                result=f"Policy checks failed, so this call cannot be approved and did not run: "
+                f"{failed}",
+                is_error=True,
+                finished_at=timezone.now(),
+            )
+            kind = "tool.blocked"
+        else:
+            updated = ToolCall.objects.filter(pk=call.pk, status=TC.PREPARING).update(
+                status=TC.AWAITING_APPROVAL, checks=checks
+            )
+            kind = "tool.checked"
+        if updated:
+            audit_record(
+                kind=kind,
+                run=call.run,
+                tool_call=call,
+                message=preparation.note,
+                data={"checks": checks},
+            )
+    if settle:
+        turn_settle(run_id=call.run_id)
 
 
 def tool_call_execute(*, tool_call_id: int, settle: bool = True) -> None:
@@ -209,6 +272,6 @@ def turn_settle(*, run_id: int) -> None:
             )
             run_requeue(run)
         elif run.status == AgentRun.Status.RUNNING and any(
-            call.status == TC.AWAITING_APPROVAL for call in calls
+            call.status in ToolCall.WAITING for call in calls
         ):
             run_wait_for_approval(run)

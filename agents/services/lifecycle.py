@@ -65,7 +65,12 @@ def tool_calls_cancel_open(*, run: AgentRun, reason: str) -> int:
     """Cancel the run's calls that were never started; they will not run."""
     now = timezone.now()
     return ToolCall.objects.filter(
-        run=run, status__in=[ToolCall.Status.AWAITING_APPROVAL, ToolCall.Status.QUEUED]
+        run=run,
+        status__in=[
+            ToolCall.Status.PREPARING,
+            ToolCall.Status.AWAITING_APPROVAL,
+            ToolCall.Status.QUEUED,
+        ],
     ).update(
         status=ToolCall.Status.CANCELLED,
         result=f"Not run: the run ended ({reason})",

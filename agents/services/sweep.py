@@ -23,6 +23,8 @@ from agents.services.decisions import EXECUTE_TASK, tool_call_expire
 from agents.services.dispatch import turn_settle
 from agents.services.lifecycle import STEP_TASK, run_end
 
+PREPARE_TASK = "agents.tasks.tool_call_prepare_task"
+
 logger = logging.getLogger(__name__)
 
 # A task queued less than this long ago is probably still in the broker: leave it be.
@@ -55,6 +57,12 @@ def agents_sweep(*, now: datetime | None = None) -> SweepReport:
         status=ToolCall.Status.QUEUED, decided_at__lt=now - GRACE
     ).values_list("pk", flat=True):
         enqueue_on_commit(EXECUTE_TASK, call_id)
+        report.calls_queued += 1
+
+    for call_id in ToolCall.objects.filter(
+        status=ToolCall.Status.PREPARING, created_at__lt=now - GRACE
+    ).values_list("pk", flat=True):
+        enqueue_on_commit(PREPARE_TASK, call_id)
         report.calls_queued += 1
 
     for call in ToolCall.objects.filter(

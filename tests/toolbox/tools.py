@@ -9,7 +9,17 @@ from django.db.models import F
 from pydantic import BaseModel, Field
 
 from agents.prompts import prompt_register
-from agents.registry import Escalate, Tool, ToolContext, ToolError, Toolset, toolset_register
+from agents.registry import (
+    Check,
+    Escalate,
+    Preparation,
+    Tool,
+    ToolContext,
+    ToolError,
+    Toolset,
+    toolset_register,
+)
+from agents.services.errors import InvalidTransition
 from tests.toolbox.models import Shipment, Widget
 
 status_changes: list[tuple[int, str]] = []
@@ -52,6 +62,24 @@ def ship_widget(context: ToolContext, value: ShipWidget) -> dict:
     return {"shipment": shipment.pk, "quantity": shipment.quantity, "address": shipment.address}
 
 
+def ship_widget_prepare(context: ToolContext, value: ShipWidget) -> Preparation:
+    widget = Widget.objects.filter(name=value.name).first()
+    stock = widget.stock if widget else 0
+    return Preparation(
+        checks=[
+            Check("widget exists", widget is not None, value.name, hard=True),
+            Check("in stock", stock >= value.quantity, f"{stock} in stock", hard=True),
+            Check("small order", value.quantity <= 5, f"{value.quantity} requested"),
+        ],
+        note=f"{stock} {value.name} in stock before this shipment.",
+    )
+
+
+def ship_widget_authorize(call, user, edited_input) -> None:
+    if edited_input and edited_input["quantity"] > call.input_proposed["quantity"]:
+        raise InvalidTransition("A reviewer may lower the quantity Claude proposed, not raise it.")
+
+
 def escalate_to_human(context: ToolContext, value: EscalateToHuman) -> Escalate:
     return Escalate(reason=value.reason)
 
@@ -75,6 +103,8 @@ def register() -> None:
             ship_widget,
             approval_permission="toolbox.approve_shipment",
             idempotent=True,
+            prepare=ship_widget_prepare,
+            authorize=ship_widget_authorize,
         )
     )
     toolset.add(
