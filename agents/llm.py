@@ -191,6 +191,13 @@ def _first_user_text(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
+def _last_result_failed(messages: list[dict[str, Any]]) -> bool:
+    content = messages[-1]["content"] if messages else []
+    if isinstance(content, str):
+        return False
+    return any(b.get("type") == "tool_result" and b.get("is_error") for b in content)
+
+
 class ReplayBackend:
     """Answers from recorded Messages API replies kept in the repository: no network, no cost.
 
@@ -226,7 +233,12 @@ class ReplayBackend:
                 "usage": {"input_tokens": 0, "output_tokens": 0},
             }
         else:
-            data = json.loads(json.dumps(recording.replies[turn]))
+            reply = recording.replies[turn]
+            # A recording may answer differently when the last tool result was an error (a
+            # rejected refund, say), so the demo stays truthful either way.
+            if "on_error" in reply and _last_result_failed(request.messages):
+                reply = reply["on_error"]
+            data = json.loads(json.dumps({k: v for k, v in reply.items() if k != "on_error"}))
             data["model"] = request.model
             for block in data["content"]:
                 if block.get("type") == "tool_use":

@@ -10,7 +10,7 @@ from anthropic.types.model_param import ModelParam
 from agents import llm
 from agents.models import AgentRun, ToolCall
 from agents.prompts import UnknownPrompt, prompt_get
-from agents.services import run_start, tool_call_approve
+from agents.services import run_start, tool_call_approve, tool_call_reject
 from tests.agents.helpers import assert_status
 from tests.factories.users import user_create
 from tests.toolbox.models import Shipment
@@ -65,6 +65,19 @@ def test_replay_backend_runs_a_recorded_conversation_through_the_same_loop(
     # Recorded tool_use ids are made unique per run, so the audit log keeps both.
     assert ToolCall.objects.filter(tool_name="ship_widget").count() == 2
     assert Shipment.objects.count() == 2
+
+
+def test_replay_answers_truthfully_when_the_call_was_rejected(worker, widgets, settings):
+    settings.AGENTS_LLM_BACKEND = "replay"
+    run = start_replay(worker, "Please ship two gears to 1 Main St")
+    worker.drain()
+    ship = ToolCall.objects.get(run=run, tool_name="ship_widget")
+    reviewer = user_create(perms=["toolbox.approve_shipment"])
+    with worker.committing():
+        tool_call_reject(tool_call_id=ship.pk, user=reviewer, reason="Out of policy")
+    worker.drain()
+    run = assert_status(run, AgentRun.Status.COMPLETED)
+    assert run.messages[-1]["content"][0]["text"] == "The shipment was not approved, so nothing was sent."
 
 
 def test_replay_without_a_matching_recording_fails_the_run_clearly(worker, widgets, settings):
