@@ -21,7 +21,9 @@ class PromptVersion:
     template: str
 
     def render(self, context: dict[str, Any] | None = None) -> str:
-        text = _engine().get_template(self.template).render(Context(context or {}, autoescape=False))
+        text = (
+            _engine().get_template(self.template).render(Context(context or {}, autoescape=False))
+        )
         return text.strip() + "\n"
 
 

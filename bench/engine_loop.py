@@ -98,7 +98,9 @@ def main() -> None:
     if is_pg:
         with connection._nodb_cursor() as cursor:
             connection.close()
-            cursor.execute(f'DROP DATABASE IF EXISTS "{settings.DATABASES["default"]["NAME"]}" WITH (FORCE)')
+            cursor.execute(
+                f'DROP DATABASE IF EXISTS "{settings.DATABASES["default"]["NAME"]}" WITH (FORCE)'
+            )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,5 @@
+"""The console's admin for the engine: runs, the audit log, and approvals."""
+
+from agents.admin import audit, runs
+
+__all__ = ["audit", "runs"]

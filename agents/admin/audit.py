@@ -1,0 +1,341 @@
+"""The audit log: every tool call, model call and decision, read-only and exportable."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from agents.admin.approvals import ApprovalsMixin
+from agents.admin.base import (
+    ExportMixin,
+    ReadOnlyAdmin,
+    RunToolsetFilter,
+    backend_badge,
+    json_block,
+    run_link,
+    short,
+)
+from agents.models import AuditEvent, ModelCall, ToolCall
+
+
+@admin.register(ToolCall)
+class ToolCallAdmin(ApprovalsMixin, ExportMixin, ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "created_at",
+        "tool_name",
+        "run_column",
+        "status",
+        "decision",
+        "decided_by",
+        "input_column",
+        "is_error",
+    )
+    list_filter = ("tool_name", "decision", RunToolsetFilter, "created_at", "status")
+    list_select_related = ("run", "decided_by")
+    list_defer = ("run__messages", "run__system", "result")
+    search_fields = (
+        "input_proposed",
+        "input_executed",
+        "result",
+        "decision_reason",
+        "tool_use_id",
+    )
+    json_search_fields = ("input_proposed", "input_executed", "result")
+    export_name = "tool-calls"
+    export_columns = {
+        name: name
+        for name in (
+            "id",
+            "created_at",
+            "run_id",
+            "turn",
+            "position",
+            "tool_use_id",
+            "tool_name",
+            "status",
+            "requires_approval",
+            "approval_permission",
+            "input_proposed",
+            "validation_errors",
+            "checks",
+            "input_executed",
+            "decision",
+            "decided_at",
+            "decision_reason",
+            "idempotency_key",
+            "attempts",
+            "result",
+            "is_error",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+        )
+    } | {"toolset": "run__toolset", "decided_by_user": "decided_by__username"}
+    fieldsets = (
+        (
+            None,
+            {"fields": ("run_column", "tool_use_id", "turn", "position", "tool_name", "status")},
+        ),
+        ("Input", {"fields": ("proposed", "validation", "policy_checks", "executed")}),
+        (
+            "Decision",
+            {
+                "fields": (
+                    "review_link",
+                    "requires_approval",
+                    "approval_permission",
+                    "decision",
+                    "decided_by",
+                    "decided_at",
+                    "decision_reason",
+                )
+            },
+        ),
+        (
+            "Execution",
+            {
+                "fields": (
+                    "idempotency_key",
+                    "attempts",
+                    "created_at",
+                    "started_at",
+                    "finished_at",
+                    "duration_ms",
+                    "is_error",
+                    "result_text",
+                )
+            },
+        ),
+    )
+    readonly_fields = (
+        "run_column",
+        "tool_use_id",
+        "turn",
+        "position",
+        "tool_name",
+        "status",
+        "proposed",
+        "validation",
+        "policy_checks",
+        "executed",
+        "review_link",
+        "requires_approval",
+        "approval_permission",
+        "decision",
+        "decided_by",
+        "decided_at",
+        "decision_reason",
+        "idempotency_key",
+        "attempts",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "is_error",
+        "result_text",
+    )
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        return super().changelist_view(
+            request, {"title": "Audit log: tool calls", **(extra_context or {})}
+        )
+
+    def get_queryset(self, request: HttpRequest):
+        return super().get_queryset(request).select_related("run", "decided_by")
+
+    @admin.display(description="run", ordering="run")
+    def run_column(self, call: ToolCall) -> str:
+        return run_link(call.run_id, call.run.toolset)
+
+    @admin.display(description="input")
+    def input_column(self, call: ToolCall) -> str:
+        return short(call.effective_input)
+
+    @admin.display(description="input as proposed")
+    def proposed(self, call: ToolCall) -> str:
+        return json_block(call.input_proposed)
+
+    @admin.display(description="validation errors")
+    def validation(self, call: ToolCall) -> str:
+        return json_block(call.validation_errors) if call.validation_errors else "none"
+
+    @admin.display(description="policy checks")
+    def policy_checks(self, call: ToolCall) -> str:
+        return json_block(call.checks) if call.checks else "none"
+
+    @admin.display(description="input as edited by the reviewer")
+    def executed(self, call: ToolCall) -> str:
+        return json_block(call.input_executed) if call.input_executed is not None else "not edited"
+
+    @admin.display(description="result")
+    def result_text(self, call: ToolCall) -> str:
+        return json_block(call.result)
+
+    @admin.display(description="review")
+    def review_link(self, call: ToolCall) -> str:
+        if call.status != ToolCall.Status.AWAITING_APPROVAL:
+            return "—"
+        url = reverse("admin:agents_toolcall_review", args=[call.pk])
+        return format_html('<a class="button" href="{}">Review this call</a>', url)
+
+
+@admin.register(ModelCall)
+class ModelCallAdmin(ExportMixin, ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "created_at",
+        "run_column",
+        "step",
+        "backend_label",
+        "model",
+        "request_id",
+        "stop_reason",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "latency_ms",
+        "failed",
+    )
+    list_filter = ("backend", "stop_reason", "model", "created_at")
+    list_select_related = ("run",)
+    list_defer = ("run__messages", "run__system", "response")
+    search_fields = ("request_id", "message_id", "error")
+    export_name = "model-calls"
+    export_columns = {
+        name: name
+        for name in (
+            "id",
+            "created_at",
+            "run_id",
+            "step",
+            "backend",
+            "model",
+            "request_id",
+            "message_id",
+            "stop_reason",
+            "error",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "cost_usd",
+            "latency_ms",
+            "response",
+        )
+    } | {"toolset": "run__toolset"}
+    fields = (
+        "run_column",
+        "step",
+        "backend_label",
+        "model",
+        "request_id",
+        "message_id",
+        "stop_reason",
+        "error",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "cost_usd",
+        "latency_ms",
+        "created_at",
+        "response_text",
+    )
+    readonly_fields = fields
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        return super().changelist_view(
+            request, {"title": "Audit log: model calls", **(extra_context or {})}
+        )
+
+    @admin.display(description="run", ordering="run")
+    def run_column(self, call: ModelCall) -> str:
+        return run_link(call.run_id, call.run.toolset)
+
+    @admin.display(description="backend", ordering="backend")
+    def backend_label(self, call: ModelCall) -> str:
+        return backend_badge(call.backend)
+
+    @admin.display(description="failed", boolean=True)
+    def failed(self, call: ModelCall) -> bool:
+        return bool(call.error)
+
+    @admin.display(description="response")
+    def response_text(self, call: ModelCall) -> str:
+        return json_block(call.response)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ExportMixin, ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "created_at",
+        "kind",
+        "actor",
+        "run_column",
+        "tool_call_column",
+        "subject",
+        "message_column",
+    )
+    list_filter = ("kind", "created_at")
+    list_select_related = ("actor", "run", "tool_call")
+    list_defer = ("run__messages", "run__system", "tool_call__result", "data")
+    search_fields = ("kind", "message", "subject_id", "data")
+    json_search_fields = ("data",)
+    export_name = "audit-events"
+    export_columns = {
+        name: name
+        for name in (
+            "id",
+            "created_at",
+            "kind",
+            "run_id",
+            "tool_call_id",
+            "subject_type",
+            "subject_id",
+            "message",
+            "data",
+        )
+    } | {"actor_user": "actor__username", "tool_use_id": "tool_call__tool_use_id"}
+    fields = (
+        "created_at",
+        "kind",
+        "actor",
+        "run_column",
+        "tool_call_column",
+        "subject",
+        "message",
+        "data_text",
+    )
+    readonly_fields = fields
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        return super().changelist_view(
+            request, {"title": "Audit log: decisions and events", **(extra_context or {})}
+        )
+
+    @admin.display(description="run", ordering="run")
+    def run_column(self, event: AuditEvent) -> str:
+        return run_link(event.run_id, event.run.toolset if event.run_id else "")
+
+    @admin.display(description="tool call")
+    def tool_call_column(self, event: AuditEvent) -> str:
+        if event.tool_call_id is None:
+            return "—"
+        url = reverse("admin:agents_toolcall_change", args=[event.tool_call_id])
+        return format_html('<a href="{}">{}</a>', url, event.tool_call.tool_name)
+
+    @admin.display(description="subject")
+    def subject(self, event: AuditEvent) -> str:
+        return f"{event.subject_type} {event.subject_id}".strip() or "—"
+
+    @admin.display(description="message")
+    def message_column(self, event: AuditEvent) -> str:
+        return short(event.message, 100) if event.message else "—"
+
+    @admin.display(description="data")
+    def data_text(self, event: AuditEvent) -> str:
+        return json_block(event.data)
