@@ -25,7 +25,9 @@ def _engine_parts() -> list[tuple[str, str, bool]]:
         if backend == "anthropic"
         else "replay of recorded replies"
     )
-    database = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}.get(connection.vendor, connection.vendor)
+    database = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}.get(
+        connection.vendor, connection.vendor
+    )
     broker = "Redis" if settings.REDIS_URL else "database (ORM broker)"
     return [
         ("model", model, backend == "anthropic"),

@@ -77,7 +77,10 @@ def test_replay_answers_truthfully_when_the_call_was_rejected(worker, widgets, s
         tool_call_reject(tool_call_id=ship.pk, user=reviewer, reason="Out of policy")
     worker.drain()
     run = assert_status(run, AgentRun.Status.COMPLETED)
-    assert run.messages[-1]["content"][0]["text"] == "The shipment was not approved, so nothing was sent."
+    assert (
+        run.messages[-1]["content"][0]["text"]
+        == "The shipment was not approved, so nothing was sent."
+    )
 
 
 def test_replay_without_a_matching_recording_fails_the_run_clearly(worker, widgets, settings):
