@@ -138,6 +138,9 @@ class ToolCall(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_reason = models.TextField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the current execution attempt started."
+    )
     result = models.JSONField(null=True, blank=True, help_text="The tool_result content sent back.")
     is_error = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -21,6 +21,15 @@ class ToolError(Exception):
     """A handler's expected failure: its message goes back to Claude as an is_error result."""
 
 
+class RetryLater(Exception):
+    """A handler's answer that the outcome is not known yet (an outage mid-call).
+
+    The call stays `executing` and the sweep runs it again, with the same idempotency key,
+    once its claim is stale. Only tools that are safe to retry may raise it; for others it is
+    recorded as a failure.
+    """
+
+
 @dataclass(frozen=True)
 class Escalate:
     """A handler's answer that ends the run as escalated to a person."""

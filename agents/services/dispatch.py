@@ -25,6 +25,7 @@ from agents.registry import (
     Check,
     Escalate,
     Preparation,
+    RetryLater,
     ToolContext,
     ToolError,
     toolset_get,
@@ -176,6 +177,7 @@ def tool_call_execute(*, tool_call_id: int, settle: bool = True) -> None:
     claimed = ToolCall.objects.filter(pk=tool_call_id, status=TC.QUEUED).update(
         status=TC.EXECUTING,
         attempts=F("attempts") + 1,
+        claimed_at=now,
         started_at=Coalesce(F("started_at"), Value(now)),
     )
     if not claimed:
@@ -205,6 +207,16 @@ def tool_call_execute(*, tool_call_id: int, settle: bool = True) -> None:
         content, is_error = _content(outcome), False
     except ToolError as error:
         content, is_error = str(error), True
+    except RetryLater as error:
+        if tool is not None and tool.safe_to_retry:
+            audit_record(
+                kind="tool.retry_later",
+                run=call.run,
+                tool_call=call,
+                message=f"{call.tool_name} will be tried again with the same key: {error}",
+            )
+            return
+        content, is_error = f"The outcome is unknown and it is not safe to retry: {error}", True
     except pydantic.ValidationError as error:
         content, is_error = f"Invalid input for {call.tool_name}: {errors_describe(error)[0]}", True
     except Exception as error:  # a handler's bug must not lose the run

@@ -66,7 +66,7 @@ def agents_sweep(*, now: datetime | None = None) -> SweepReport:
         report.calls_queued += 1
 
     for call in ToolCall.objects.filter(
-        status=ToolCall.Status.EXECUTING, started_at__lt=stale
+        status=ToolCall.Status.EXECUTING, claimed_at__lt=stale
     ).select_related("run"):
         _execution_interrupted(call)
         report.calls_interrupted += 1

@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from agents.models import AgentRun, ModelCall, ToolCall
-from agents.registry import Tool, toolset_get
+from agents.registry import RetryLater, Tool, toolset_get
 from agents.services import (
     InvalidTransition,
     agents_sweep,
@@ -183,7 +183,9 @@ def test_an_interrupted_idempotent_call_runs_again_with_the_same_key(
     worker.take()
     # A worker claimed it and died before recording anything.
     ToolCall.objects.filter(pk=call.pk).update(
-        status=ToolCall.Status.EXECUTING, started_at=timezone.now() - timedelta(hours=1)
+        status=ToolCall.Status.EXECUTING,
+        started_at=timezone.now() - timedelta(hours=1),
+        claimed_at=timezone.now() - timedelta(hours=1),
     )
     fake_anthropic.push_text("Shipped.")
     assert sweep(worker).calls_interrupted == 1
@@ -210,7 +212,9 @@ def test_an_interrupted_call_that_is_not_safe_to_repeat_is_escalated(
         )
     worker.take()
     ToolCall.objects.filter(pk=call.pk).update(
-        status=ToolCall.Status.EXECUTING, started_at=timezone.now() - timedelta(hours=1)
+        status=ToolCall.Status.EXECUTING,
+        started_at=timezone.now() - timedelta(hours=1),
+        claimed_at=timezone.now() - timedelta(hours=1),
     )
     sweep(worker)
     worker.drain()
@@ -253,3 +257,40 @@ def test_cancel_closes_the_run_and_its_pending_calls(fake_anthropic, worker, wid
     with pytest.raises(InvalidTransition):
         run_cancel(run_id=run.pk, user=operator, reason="again")
     assert worker.drain() == []
+
+
+def test_a_handler_that_cannot_know_the_outcome_is_retried_with_the_same_key(
+    fake_anthropic, worker, widgets, monkeypatch
+):
+    toolset = toolset_get("toolbox")
+    real = toolset.tools["ship_widget"]
+    keys = []
+
+    def flaky(context, value):
+        keys.append(context.idempotency_key)
+        if len(keys) == 1:
+            raise RetryLater("the carrier timed out after we sent the order")
+        return real.handler(context, value)
+
+    monkeypatch.setitem(toolset.tools, "ship_widget", replace(real, handler=flaky))
+    [ship_id] = fake_anthropic.push_tool_use(("ship_widget", SHIP))
+    start(worker)
+    worker.drain()
+    call = ToolCall.objects.get(tool_use_id=ship_id)
+    with worker.committing():
+        tool_call_approve(
+            tool_call_id=call.pk, user=user_create(perms=["toolbox.approve_shipment"])
+        )
+    worker.drain()
+    call.refresh_from_db()
+    assert call.status == ToolCall.Status.EXECUTING and call.result is None
+    assert sweep(worker).calls_interrupted == 0  # not stale yet: nobody runs it twice at once
+
+    fake_anthropic.push_text("Shipped.")
+    with worker.committing():
+        agents_sweep(now=timezone.now() + timedelta(hours=1))
+    worker.drain()
+    call.refresh_from_db()
+    assert call.status == ToolCall.Status.SUCCEEDED and call.attempts == 2
+    assert keys == [call.idempotency_key, call.idempotency_key]
+    assert Shipment.objects.count() == 1
