@@ -1,6 +1,7 @@
 """Test settings: the base settings plus a small toolset of the tests' own."""
 
 import os
+import tempfile
 
 from config.settings.base import *  # noqa: F403
 from config.settings.base import INSTALLED_APPS
@@ -20,3 +21,9 @@ ANTHROPIC_TIMEOUT = 10.0
 AGENTS_LLM_BACKEND = "anthropic"
 AGENTS_MAX_TURNS = 8
 AGENTS_MAX_COST_USD = 1.0
+
+# The sandbox payments backend keeps its refunds in a file: one per test session, never the
+# repository's var/. (Tests that refund through it reset it; see tests/conftest.py.)
+SUPPORT_SANDBOX_STATE = os.path.join(
+    tempfile.mkdtemp(prefix="countersign-sandbox-"), "sandbox-payments.json"
+)

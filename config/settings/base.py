@@ -99,6 +99,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # The Stripe SDK logs request URLs at INFO, customer emails included.
+    "loggers": {"stripe": {"level": "WARNING"}},
 }
 
 # --- Task queue (django-q2) -------------------------------------------------------------------
@@ -156,6 +158,9 @@ STRIPE_WEBHOOK_TOLERANCE_SECONDS = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", d
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 SUPPORT_SANDBOX_FIXTURE = env.str(
     "SUPPORT_SANDBOX_FIXTURE", default=str(BASE_DIR / "support" / "sandbox" / "customers.json")
+)
+SUPPORT_SANDBOX_STATE = env.str(
+    "SUPPORT_SANDBOX_STATE", default=str(BASE_DIR / "var" / "sandbox-payments.json")
 )
 INBOUND_EMAIL_SECRET = env.str("INBOUND_EMAIL_SECRET", default="")
 IMAP_HOST = env.str("IMAP_HOST", default="")

@@ -1,0 +1,1 @@
+"""Vendor SDKs, one module each; nothing else in support imports them."""
