@@ -1,0 +1,107 @@
+"""Ticket status transitions: each a compare-and-set with its audit row, in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from agents.audit import audit_record
+from agents.services.errors import InvalidTransition
+from support.models import Ticket
+
+Status = Ticket.Status
+SUBJECT_TYPE = "support.ticket"
+
+# verb -> (statuses it starts from, status it ends in)
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "triage": (frozenset({Status.NEW, Status.AWAITING_APPROVAL}), Status.TRIAGING),
+    "await_approval": (frozenset({Status.TRIAGING}), Status.AWAITING_APPROVAL),
+    "wait_on_customer": (
+        frozenset({Status.TRIAGING, Status.AWAITING_APPROVAL}),
+        Status.WAITING_ON_CUSTOMER,
+    ),
+    "resolve": (
+        frozenset(
+            {
+                Status.NEW,
+                Status.TRIAGING,
+                Status.AWAITING_APPROVAL,
+                Status.WAITING_ON_CUSTOMER,
+                Status.ESCALATED,
+            }
+        ),
+        Status.RESOLVED,
+    ),
+    "escalate": (
+        frozenset(
+            {Status.NEW, Status.TRIAGING, Status.AWAITING_APPROVAL, Status.WAITING_ON_CUSTOMER}
+        ),
+        Status.ESCALATED,
+    ),
+    # The customer wrote again: the ticket needs attention once more.
+    "reopen": (frozenset({Status.WAITING_ON_CUSTOMER, Status.RESOLVED}), Status.NEW),
+}
+
+
+def ticket_triage(*, ticket_id: int, actor: Any = None, reason: str = "") -> Ticket:
+    """Mark the ticket as being worked on (by the support agent or a person)."""
+    return _ticket_transition(ticket_id=ticket_id, verb="triage", actor=actor, reason=reason)
+
+
+def ticket_await_approval(*, ticket_id: int, actor: Any = None, reason: str = "") -> Ticket:
+    """Mark the ticket as waiting for a person to approve a proposed action."""
+    return _ticket_transition(
+        ticket_id=ticket_id, verb="await_approval", actor=actor, reason=reason
+    )
+
+
+def ticket_wait_on_customer(*, ticket_id: int, actor: Any = None, reason: str = "") -> Ticket:
+    """Mark the ticket as waiting for the customer's answer."""
+    return _ticket_transition(
+        ticket_id=ticket_id, verb="wait_on_customer", actor=actor, reason=reason
+    )
+
+
+def ticket_resolve(*, ticket_id: int, actor: Any = None, reason: str = "") -> Ticket:
+    """Close the ticket as resolved."""
+    return _ticket_transition(ticket_id=ticket_id, verb="resolve", actor=actor, reason=reason)
+
+
+def ticket_escalate(*, ticket_id: int, actor: Any = None, reason: str = "") -> Ticket:
+    """Hand the ticket to a person."""
+    return _ticket_transition(ticket_id=ticket_id, verb="escalate", actor=actor, reason=reason)
+
+
+def ticket_reopen(*, ticket_id: int, actor: Any = None, reason: str = "") -> Ticket:
+    """Reopen a waiting or resolved ticket because the customer wrote again."""
+    return _ticket_transition(ticket_id=ticket_id, verb="reopen", actor=actor, reason=reason)
+
+
+def _ticket_transition(*, ticket_id: int, verb: str, actor: Any, reason: str) -> Ticket:
+    sources, target = TRANSITIONS[verb]
+    with transaction.atomic():
+        ticket = Ticket.objects.get(pk=ticket_id)
+        previous = ticket.status
+        if previous not in sources:
+            raise InvalidTransition(
+                f"Ticket #{ticket_id} is {ticket.get_status_display().lower()}; "
+                f"it cannot go to {Status(target).label.lower()} from there."
+            )
+        now = timezone.now()
+        changed = Ticket.objects.filter(pk=ticket_id, status=previous).update(
+            status=target, status_reason=reason, updated_at=now
+        )
+        if not changed:
+            raise InvalidTransition(f"Ticket #{ticket_id} changed status meanwhile; try again.")
+        audit_record(
+            kind=f"ticket.{verb}",
+            actor=actor,
+            subject_type=SUBJECT_TYPE,
+            subject_id=ticket_id,
+            message=reason or f"Ticket #{ticket_id}: {previous} → {target}.",
+            data={"from": previous, "to": target},
+        )
+        ticket.status, ticket.status_reason, ticket.updated_at = target, reason, now
+    return ticket
