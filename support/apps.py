@@ -6,8 +6,18 @@ class SupportConfig(AppConfig):
     verbose_name = "Support desk"
 
     def ready(self) -> None:
+        from agents.context_processors import live_part_register
         from agents.schedules import schedule_register
+        from support import tools
+        from support.payments import gateway_label
 
+        tools.register()
+        live_part_register(gateway_label)
+        schedule_register(
+            name="support: expire undecided refunds",
+            func="support.tasks.refunds_expire_task",
+            minutes_setting="AGENTS_SWEEP_MINUTES",
+        )
         schedule_register(
             name="support: poll the IMAP mailbox",
             func="support.tasks.imap_poll_task",

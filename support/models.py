@@ -6,6 +6,9 @@ kept with its raw source so nothing a customer sent is ever lost. Statuses chang
 kept as a `RejectedEmail` with the reason.
 """
 
+import uuid
+
+from django.conf import settings
 from django.db import models
 
 
@@ -135,3 +138,129 @@ class RejectedEmail(models.Model):
 
     def __str__(self) -> str:
         return f"Rejected email {self.digest[:12]} ({self.reason})"
+
+
+class CustomerAlias(models.Model):
+    """Another address a member of staff confirmed belongs to the ticket's customer."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="aliases")
+    email = models.CharField(max_length=320)
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["ticket", "email"], name="support_alias_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class Refund(models.Model):
+    """One refund Claude proposed, from its policy checks to Stripe's final word."""
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", "Proposed"
+        BLOCKED = "blocked", "Blocked by policy"
+        AWAITING_SECOND_APPROVAL = "awaiting_second_approval", "Awaiting a second approval"
+        APPROVED = "approved", "Approved"
+        SUBMITTING = "submitting", "Submitting"
+        SUCCEEDED = "succeeded", "Succeeded"
+        PENDING = "pending", "Pending at the bank"
+        FAILED = "failed", "Failed"
+        REJECTED = "rejected", "Rejected"
+        EXPIRED = "expired", "Expired"
+
+    OPEN = (Status.PROPOSED, Status.AWAITING_SECOND_APPROVAL)
+    IN_FLIGHT = (Status.APPROVED, Status.SUBMITTING, Status.PENDING)
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="refunds")
+    tool_call = models.OneToOneField(
+        "agents.ToolCall", on_delete=models.PROTECT, related_name="refund"
+    )
+    customer_email = models.CharField(max_length=320, help_text="As Claude proposed it.")
+    customer_id = models.CharField(max_length=100, blank=True)
+    charge_id = models.CharField(max_length=100, blank=True, db_index=True)
+    currency = models.CharField(max_length=3, blank=True)
+    amount_proposed = models.PositiveIntegerField(help_text="Cents, as Claude proposed.")
+    amount = models.PositiveIntegerField(help_text="Cents to refund (after any edit).")
+    reason = models.TextField()
+    stripe_reason = models.CharField(max_length=32)
+    refundable_at_proposal = models.PositiveIntegerField(null=True, blank=True)
+    checks = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=32, choices=Status, default=Status.PROPOSED, db_index=True)
+    status_reason = models.TextField(blank=True)
+    # Fixed before the first attempt: every retry sends the same key, so Stripe refunds once.
+    idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    first_approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    first_approved_at = models.DateTimeField(null=True, blank=True)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    rejected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    rejected_at = models.DateTimeField(null=True, blank=True)
+    reject_reason = models.TextField(blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    gateway = models.CharField(max_length=16, blank=True, help_text="stripe or sandbox")
+    provider_refund_id = models.CharField(max_length=100, blank=True, db_index=True)
+    provider_status = models.CharField(max_length=32, blank=True)
+    failure_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        permissions = [("approve_refund", "Can approve or reject refunds")]
+
+    def __str__(self) -> str:
+        return f"Refund #{self.pk}: {self.amount / 100:.2f} {self.currency.upper()} ({self.status})"
+
+    @property
+    def needs_second_approval(self) -> bool:
+        from django.conf import settings as django_settings
+
+        return self.amount > django_settings.SUPPORT_TWO_PERSON_THRESHOLD_CENTS
+
+
+class ReplyDraft(models.Model):
+    """A reply to the customer, drafted by Claude or staff; a person sends it."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        DISCARDED = "discarded", "Discarded"
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="drafts")
+    body = models.TextField()
+    drafted_by_run = models.ForeignKey(
+        "agents.AgentRun", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=Status, default=Status.DRAFT, db_index=True)
+    sent_body = models.TextField(blank=True, help_text="What was sent, after any edit.")
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    sent_at = models.DateTimeField(null=True, blank=True)
+    message = models.OneToOneField(
+        Message, null=True, blank=True, on_delete=models.PROTECT, related_name="draft"
+    )
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        permissions = [("send_reply", "Can send replies to customers")]
+
+    def __str__(self) -> str:
+        return f"Reply to ticket #{self.ticket_id} ({self.status})"

@@ -6,3 +6,9 @@ from support.mail.imap import imap_poll
 def imap_poll_task() -> str:
     """Poll the support mailbox once (nothing happens while IMAP_HOST is empty)."""
     return imap_poll().summary()
+
+
+def refunds_expire_task() -> str:
+    from support.services.refunds import refunds_expire
+
+    return f"refunds expired: {refunds_expire()}"

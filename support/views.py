@@ -1,19 +1,25 @@
-"""The inbound-mail webhook: JSON from a mail provider, checked by a shared secret."""
+"""Webhooks: inbound mail (JSON, shared secret) and Stripe events (signed raw body)."""
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from support.integrations.stripe import webhook_event_verify
 from support.mail.build import email_from_fields
 from support.mail.errors import InvalidEmail
 from support.models import Message
+from support.payments import WebhookRejected
 from support.services import Outcome, ticket_ingest_email
+from support.services.refunds import refund_reconcile_event
+
+logger = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Countersign-Secret"
 
@@ -56,3 +62,15 @@ def _secret_ok(request: HttpRequest) -> bool:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         given = token.strip() if scheme.lower() == "bearer" else ""
     return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+@csrf_exempt  # Stripe signs the raw body instead
+@require_POST
+def stripe_webhook(request: HttpRequest) -> JsonResponse:
+    """Reconcile refunds from Stripe's signed events; anything unsigned is refused."""
+    try:
+        event = webhook_event_verify(request.body, request.headers.get("Stripe-Signature", ""))
+    except WebhookRejected as error:
+        logger.warning("stripe webhook refused: %s", error)
+        return JsonResponse({"error": str(error)}, status=400)
+    return JsonResponse({"ok": True, "applied": refund_reconcile_event(event=event)})

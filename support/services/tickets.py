@@ -105,3 +105,37 @@ def _ticket_transition(*, ticket_id: int, verb: str, actor: Any, reason: str) ->
         )
         ticket.status, ticket.status_reason, ticket.updated_at = target, reason, now
     return ticket
+
+
+def ticket_status_follow_run(*, run: Any) -> Ticket | None:
+    """Move the ticket along with its agent run: waiting on a person, or handed to one."""
+    from agents.models import AgentRun
+    from support.models import ReplyDraft
+
+    if run.subject_type != SUBJECT_TYPE:
+        return None
+    ticket_id = int(run.subject_id)
+    RunStatus = AgentRun.Status
+    try:
+        if run.status == RunStatus.AWAITING_APPROVAL:
+            return ticket_await_approval(
+                ticket_id=ticket_id, reason=f"Run #{run.pk} proposed an action for approval."
+            )
+        if run.status in (RunStatus.ESCALATED, RunStatus.FAILED):
+            return ticket_escalate(
+                ticket_id=ticket_id, reason=f"Run #{run.pk}: {run.status_reason}"
+            )
+        if (
+            run.status == RunStatus.COMPLETED
+            and ReplyDraft.objects.filter(
+                ticket_id=ticket_id, status=ReplyDraft.Status.DRAFT
+            ).exists()
+        ):
+            ticket = Ticket.objects.get(pk=ticket_id)
+            if ticket.status == Status.TRIAGING:
+                return ticket_await_approval(
+                    ticket_id=ticket_id, reason="A reply is drafted for a person to send."
+                )
+    except InvalidTransition:
+        return None
+    return None

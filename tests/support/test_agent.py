@@ -1,9 +1,10 @@
-"""Starting the support agent on a new ticket (a placeholder until its toolset exists)."""
+"""Starting the support agent on a new ticket."""
 
 from __future__ import annotations
 
 import pytest
 
+from agents import registry
 from agents.models import AgentRun, AuditEvent
 from support.agent import ticket_agent_start, ticket_user_message
 from support.models import Ticket
@@ -18,7 +19,8 @@ def ingest(worker, raw: bytes):
         return ticket_ingest_email(raw=raw, source="webhook")
 
 
-def test_without_a_support_toolset_the_ticket_waits_and_the_audit_log_says_why(worker):
+def test_without_a_support_toolset_the_ticket_waits_and_the_audit_log_says_why(worker, monkeypatch):
+    monkeypatch.delitem(registry._toolsets, "support")
     result = ingest(worker, mails.plain())
     event = AuditEvent.objects.get(kind="ticket.agent_not_configured")
     assert event.subject_id == str(result.ticket_id)

@@ -5,12 +5,19 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
+from agents import registry
 from agents.models import AgentRun, AuditEvent
 from support.models import Message, RejectedEmail, Ticket
 from support.services import Outcome, ticket_ingest_email, ticket_resolve, ticket_triage
 from tests.support import mails
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_agent(monkeypatch):
+    """These tests are about mail; with no support agent configured, tickets wait for staff."""
+    monkeypatch.delitem(registry._toolsets, "support")
 
 
 def ingest(worker, raw: bytes, source: str = "file"):

@@ -1,0 +1,238 @@
+"""The seed's example end to end: Bob's email → Claude's proposal → a person → one Stripe refund."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.utils import timezone
+
+from agents.models import AgentRun, ToolCall
+from agents.services import InvalidTransition, agents_sweep, tool_call_approve
+from support.models import Refund, ReplyDraft, Ticket
+from support.services.refunds import refund_approve, refund_reject
+from tests.factories.users import user_create
+from tests.support.refund_steps import proposed_refund, run_of, script_reply
+
+pytestmark = pytest.mark.django_db
+R = Refund.Status
+
+
+def approver(**kwargs):
+    return user_create(perms=["support.approve_refund"], **kwargs)
+
+
+def last_result(fake_anthropic, tool_use_id):
+    for request in reversed(fake_anthropic.message_requests):
+        for block in request.body["messages"][-1]["content"]:
+            if block.get("type") == "tool_result" and block["tool_use_id"] == tool_use_id:
+                return block
+    raise AssertionError(f"no tool_result for {tool_use_id}")
+
+
+def test_bobs_email_ends_in_exactly_one_4000_cent_refund_and_a_reply(
+    fake_anthropic, stripe_fake, worker
+):
+    refund = proposed_refund(worker, fake_anthropic)
+    run = run_of(refund)
+    assert run.status == AgentRun.Status.AWAITING_APPROVAL
+    assert refund.status == R.PROPOSED and refund.amount == 4000
+    assert refund.charge_id == stripe_fake.bob_charge["id"]
+    assert all(c["passed"] for c in refund.checks if c["hard"]), refund.checks
+    assert Ticket.objects.get().status == Ticket.Status.AWAITING_APPROVAL
+    assert stripe_fake.refund_posts == []  # nothing has moved yet
+
+    script_reply(fake_anthropic)
+    with worker.committing():
+        refund_approve(refund_id=refund.pk, user=approver())
+    worker.drain()
+
+    refund.refresh_from_db()
+    assert refund.status == R.SUCCEEDED and refund.provider_refund_id.startswith("re_")
+    [post] = stripe_fake.refund_posts
+    assert post.headers["idempotency-key"] == str(refund.idempotency_key)
+    [at_stripe] = stripe_fake.refunds_on(stripe_fake.bob_charge["id"])
+    assert at_stripe["amount"] == 4000 and at_stripe["reason"] == "requested_by_customer"
+    assert at_stripe["metadata"]["countersign_refund"] == str(refund.pk)
+    assert at_stripe["metadata"]["ticket"] == str(refund.ticket_id)
+    result = last_result(fake_anthropic, refund.tool_call.tool_use_id)
+    assert result["is_error"] is False
+    assert json.loads(result["content"])["refund"] == refund.provider_refund_id
+    run.refresh_from_db()
+    assert run.status == AgentRun.Status.COMPLETED
+    draft = ReplyDraft.objects.get()
+    assert draft.status == ReplyDraft.Status.DRAFT and "$40.00" in draft.body
+    assert Ticket.objects.get().status == Ticket.Status.AWAITING_APPROVAL
+
+
+def test_edit_the_amount_then_approve_refunds_the_edit_and_tells_claude(
+    fake_anthropic, stripe_fake, worker
+):
+    refund = proposed_refund(worker, fake_anthropic)
+    script_reply(fake_anthropic, "Hi Bob, we refunded $25.00.")
+    with worker.committing():
+        refund_approve(refund_id=refund.pk, user=approver(), amount=2500)
+    worker.drain()
+    refund.refresh_from_db()
+    assert (refund.status, refund.amount, refund.amount_proposed) == (R.SUCCEEDED, 2500, 4000)
+    assert stripe_fake.refunds_on(stripe_fake.bob_charge["id"])[0]["amount"] == 2500
+    result = last_result(fake_anthropic, refund.tool_call.tool_use_id)
+    assert "edited your input" in result["content"] and '"amount": 2500' in result["content"]
+
+
+def test_an_edit_above_what_is_refundable_is_refused(fake_anthropic, stripe_fake, worker):
+    refund = proposed_refund(worker, fake_anthropic)
+    with pytest.raises(InvalidTransition, match="more than may be refunded"):
+        refund_approve(refund_id=refund.pk, user=approver(), amount=4001)
+    refund.refresh_from_db()
+    assert refund.status == R.PROPOSED and refund.amount == 4000
+
+
+def test_reject_tells_claude_and_moves_no_money(fake_anthropic, stripe_fake, worker):
+    refund = proposed_refund(worker, fake_anthropic)
+    script_reply(fake_anthropic, "Hi Bob, a colleague will look at this.")
+    with worker.committing():
+        refund_reject(refund_id=refund.pk, user=approver(), reason="Order is past the window")
+    worker.drain()
+    refund.refresh_from_db()
+    assert refund.status == R.REJECTED
+    result = last_result(fake_anthropic, refund.tool_call.tool_use_id)
+    assert result["is_error"] is True and "Order is past the window" in result["content"]
+    assert stripe_fake.refund_posts == []
+
+
+def test_the_same_approval_twice_refunds_once(fake_anthropic, stripe_fake, worker):
+    refund = proposed_refund(worker, fake_anthropic)
+    person = approver()
+    script_reply(fake_anthropic)
+    with worker.committing():
+        refund_approve(refund_id=refund.pk, user=person)
+    with pytest.raises(InvalidTransition):
+        refund_approve(refund_id=refund.pk, user=person)
+    worker.drain()
+    assert len(stripe_fake.refunds_on(stripe_fake.bob_charge["id"])) == 1
+
+
+def test_approval_needs_the_refund_permission_not_staff(fake_anthropic, stripe_fake, worker):
+    refund = proposed_refund(worker, fake_anthropic)
+    staff = user_create(perms=["support.view_refund"])
+    with pytest.raises(PermissionDenied):
+        refund_approve(refund_id=refund.pk, user=staff)
+    with pytest.raises(PermissionDenied):
+        refund_reject(refund_id=refund.pk, user=staff, reason="no")
+
+
+def test_the_generic_approval_path_cannot_bypass_the_refund_rules(
+    fake_anthropic, stripe_fake, worker
+):
+    refund = proposed_refund(worker, fake_anthropic)
+    with pytest.raises(InvalidTransition, match="refund review page"):
+        tool_call_approve(tool_call_id=refund.tool_call_id, user=approver())
+    assert ToolCall.objects.get(pk=refund.tool_call_id).status == ToolCall.Status.AWAITING_APPROVAL
+
+
+def test_above_the_threshold_two_different_people_must_approve(
+    fake_anthropic, stripe_fake, worker, settings
+):
+    settings.SUPPORT_TWO_PERSON_THRESHOLD_CENTS = 3000
+    refund = proposed_refund(worker, fake_anthropic)
+    first, second = approver(), approver()
+    with worker.committing():
+        refund_approve(refund_id=refund.pk, user=first)
+    refund.refresh_from_db()
+    assert refund.status == R.AWAITING_SECOND_APPROVAL
+    assert worker.drain() == [] and stripe_fake.refund_posts == []
+    with pytest.raises(PermissionDenied, match="different person"):
+        refund_approve(refund_id=refund.pk, user=first)
+    script_reply(fake_anthropic)
+    with worker.committing():
+        refund_approve(refund_id=refund.pk, user=second)
+    worker.drain()
+    refund.refresh_from_db()
+    assert refund.status == R.SUCCEEDED
+    assert (refund.first_approved_by, refund.approved_by) == (first, second)
+    assert len(stripe_fake.refund_posts) == 1
+
+
+def test_an_undecided_refund_expires_and_claude_is_told(
+    fake_anthropic, stripe_fake, worker, settings
+):
+    from support.services.refunds import refunds_expire
+
+    refund = proposed_refund(worker, fake_anthropic)
+    script_reply(fake_anthropic, "Hi Bob, we will get back to you.")
+    with worker.committing():
+        assert refunds_expire(now=timezone.now() + timedelta(hours=49)) == 1
+    worker.drain()
+    refund.refresh_from_db()
+    assert refund.status == R.EXPIRED
+    result = last_result(fake_anthropic, refund.tool_call.tool_use_id)
+    assert result["is_error"] is True and "did not run" in result["content"]
+    with pytest.raises(InvalidTransition):
+        refund_approve(refund_id=refund.pk, user=approver())
+
+
+def test_a_worker_killed_after_stripe_answered_refunds_exactly_once(
+    fake_anthropic, stripe_fake, worker, monkeypatch
+):
+    refund = proposed_refund(worker, fake_anthropic)
+    with worker.committing():
+        refund_approve(refund_id=refund.pk, user=approver())
+
+    def killed(**kwargs):
+        raise KeyboardInterrupt("worker killed before the answer was saved")
+
+    monkeypatch.setattr("support.services.refunds.refund_record", killed)
+    with pytest.raises(KeyboardInterrupt):
+        worker.drain()
+    monkeypatch.undo()
+    refund.refresh_from_db()
+    assert refund.status == R.SUBMITTING and len(stripe_fake.refunds_on(refund.charge_id)) == 1
+
+    script_reply(fake_anthropic)
+    with worker.committing():
+        agents_sweep(now=timezone.now() + timedelta(hours=1))
+    worker.drain()
+    refund.refresh_from_db()
+    assert refund.status == R.SUCCEEDED and refund.attempts == 2
+    keys = {p.headers["idempotency-key"] for p in stripe_fake.refund_posts}
+    assert keys == {str(refund.idempotency_key)} and len(stripe_fake.refund_posts) == 2
+    assert len(stripe_fake.refunds_on(refund.charge_id)) == 1
+
+
+def test_stripe_down_leaves_the_refund_submitting_until_it_answers(
+    fake_anthropic, stripe_fake, worker
+):
+    refund = proposed_refund(worker, fake_anthropic)
+    stripe_fake.fail_next("500", times=2, path="/v1/refunds")  # the SDK tries twice
+    with worker.committing():
+        refund_approve(refund_id=refund.pk, user=approver())
+    worker.drain()
+    refund.refresh_from_db()
+    assert refund.status == R.SUBMITTING
+    assert ToolCall.objects.get(pk=refund.tool_call_id).status == ToolCall.Status.EXECUTING
+
+    script_reply(fake_anthropic)
+    with worker.committing():
+        agents_sweep(now=timezone.now() + timedelta(hours=1))
+    worker.drain()
+    refund.refresh_from_db()
+    assert refund.status == R.SUCCEEDED
+    assert len(stripe_fake.refunds_on(refund.charge_id)) == 1
+
+
+def test_a_refund_stripe_refuses_fails_with_stripes_message(fake_anthropic, stripe_fake, worker):
+    refund = proposed_refund(worker, fake_anthropic)
+    stripe_fake.refund_add(stripe_fake.bob_charge["id"], 4000)  # refunded elsewhere meanwhile
+    stripe_fake.charges[stripe_fake.bob_charge["id"]]["amount_refunded"] = 4000
+    stripe_fake.charges[stripe_fake.bob_charge["id"]]["refunded"] = True
+    script_reply(fake_anthropic, "Hi Bob, we could not refund this just now.")
+    with worker.committing():
+        refund_approve(refund_id=refund.pk, user=approver())
+    worker.drain()
+    refund.refresh_from_db()
+    assert refund.status == R.FAILED and "refunded" in refund.failure_message
+    result = last_result(fake_anthropic, refund.tool_call.tool_use_id)
+    assert result["is_error"] is True and refund.failure_message in result["content"]
