@@ -1,0 +1,21 @@
+"""The SRE agent's view of the code: read, search and edit a scratch copy, never the live tree.
+
+Every path Claude names is resolved (symlinks included) and must stay inside the repository
+root; secrets are refused by name; everything returned passes through `redact`.
+"""
+
+from sre.workspace.paths import PathRefused, path_resolve
+from sre.workspace.reading import code_search, file_read
+from sre.workspace.redaction import redact
+from sre.workspace.scratch import EditRefused, ScratchCopy, scratch_create
+
+__all__ = [
+    "EditRefused",
+    "PathRefused",
+    "ScratchCopy",
+    "code_search",
+    "file_read",
+    "path_resolve",
+    "redact",
+    "scratch_create",
+]
