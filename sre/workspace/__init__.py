@@ -5,6 +5,7 @@ root; secrets are refused by name; everything returned passes through `redact`.
 """
 
 from sre.workspace.paths import PathRefused, path_resolve
+from sre.workspace.publish import Published, PublishError, branch_publish
 from sre.workspace.reading import code_search, file_read
 from sre.workspace.redaction import redact
 from sre.workspace.scratch import EditRefused, ScratchCopy, scratch_create
@@ -12,7 +13,10 @@ from sre.workspace.scratch import EditRefused, ScratchCopy, scratch_create
 __all__ = [
     "EditRefused",
     "PathRefused",
+    "PublishError",
+    "Published",
     "ScratchCopy",
+    "branch_publish",
     "code_search",
     "file_read",
     "path_resolve",
