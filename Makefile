@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 ADDR ?= 127.0.0.1:8000
 
-.PHONY: install run test lint lock bench
+.PHONY: install run test lint lock bench chromium
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,10 +21,15 @@ install: $(STAMP)
 run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py setup_schedules
+	$(PY) manage.py demo_support
 	$(PY) manage.py demo_setup
 	$(PY) manage.py serve $(ADDR)
 
-test: install
+# The browser tests drive Debian's Chromium; Playwright never downloads a browser.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: install chromium
 	$(PY) -m pytest
 
 lint: install

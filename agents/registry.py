@@ -94,6 +94,9 @@ class Tool:
     prepare: Prepare | None = None
     # Runs in the approving service: the domain's own rules on who may approve what.
     authorize: Authorize | None = None
+    # The domain's own review page for a call (its URL), when it has one; the generic
+    # review page sends reviewers there.
+    review_url: Callable[[ToolCall], str | None] | None = None
 
     @property
     def requires_approval(self) -> bool:
@@ -181,3 +184,12 @@ def permission_list() -> set[str]:
         for tool in ts.tools.values()
         if tool.approval_permission
     }
+
+
+def tool_review_url(call: ToolCall) -> str | None:
+    """The domain's review page for the call, if its tool has one."""
+    try:
+        tool = tool_get(call.run.toolset, call.tool_name)
+    except UnknownToolset:
+        return None
+    return tool.review_url(call) if tool is not None and tool.review_url else None

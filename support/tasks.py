@@ -12,3 +12,10 @@ def refunds_expire_task() -> str:
     from support.services.refunds import refunds_expire
 
     return f"refunds expired: {refunds_expire()}"
+
+
+def reply_deliver_task(draft_id: int) -> str:
+    """Send one reply the console queued; a repeat delivery sends nothing."""
+    from support.services.replies import reply_deliver
+
+    return reply_deliver(draft_id=draft_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.db import transaction
+from django.urls import reverse
 from pydantic import BaseModel, Field
 
 from agents.models import AgentRun
@@ -165,6 +166,12 @@ def escalate_to_human(context: ToolContext, value: EscalateToHuman) -> Escalate:
     return Escalate(reason=value.reason, content="Handed over to a person.")
 
 
+def refund_review_url(call) -> str | None:
+    """Refunds are reviewed on their own page, with the payments and the two-person rule."""
+    refund_id = Refund.objects.filter(tool_call_id=call.pk).values_list("pk", flat=True).first()
+    return reverse("admin:support_refund_review", args=[refund_id]) if refund_id else None
+
+
 def run_status_changed(run: AgentRun) -> None:
     """Keep the ticket's status in step with its agent run."""
     from support.services.tickets import ticket_status_follow_run
@@ -208,6 +215,7 @@ def register() -> Toolset:
             idempotent=True,  # the refund's idempotency key is fixed before the first attempt
             prepare=process_refund_prepare,
             authorize=refund_services.refund_authorize,
+            review_url=refund_review_url,
         )
     )
     toolset.add(

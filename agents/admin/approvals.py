@@ -16,6 +16,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from agents.models import ToolCall
+from agents.registry import tool_review_url
 from agents.selectors import (
     approvals_can_view,
     json_pretty,
@@ -110,6 +111,9 @@ class ApprovalsMixin:
         call = get_object_or_404(
             ToolCall.objects.select_related("run", "decided_by"), pk=tool_call_id
         )
+        if own_page := tool_review_url(call):
+            # The domain reviews this kind of call on its own page, with its own rules.
+            return HttpResponseRedirect(own_page)
         can_decide = tool_call_can_decide(user=request.user, tool_call=call)
         if not (can_decide or self.has_view_permission(request)):
             raise PermissionDenied

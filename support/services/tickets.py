@@ -18,8 +18,9 @@ SUBJECT_TYPE = "support.ticket"
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "triage": (frozenset({Status.NEW, Status.AWAITING_APPROVAL}), Status.TRIAGING),
     "await_approval": (frozenset({Status.TRIAGING}), Status.AWAITING_APPROVAL),
+    # A reply went out; staff may answer a new or escalated ticket themselves.
     "wait_on_customer": (
-        frozenset({Status.TRIAGING, Status.AWAITING_APPROVAL}),
+        frozenset({Status.NEW, Status.TRIAGING, Status.AWAITING_APPROVAL, Status.ESCALATED}),
         Status.WAITING_ON_CUSTOMER,
     ),
     "resolve": (
