@@ -19,3 +19,9 @@ def reply_deliver_task(draft_id: int) -> str:
     from support.services.replies import reply_deliver
 
     return reply_deliver(draft_id=draft_id)
+
+
+def ticket_escalation_notify_task(ticket_id: int) -> str:
+    from support.services.tickets import ticket_escalation_notify
+
+    return f"escalation mails sent: {ticket_escalation_notify(ticket_id=ticket_id)}"

@@ -174,3 +174,22 @@ SUPPORT_REFUND_MAX_CENTS = env.int("SUPPORT_REFUND_MAX_CENTS", default=50_000)
 SUPPORT_REFUND_DAILY_MAX_CENTS = env.int("SUPPORT_REFUND_DAILY_MAX_CENTS", default=100_000)
 SUPPORT_TWO_PERSON_THRESHOLD_CENTS = env.int("SUPPORT_TWO_PERSON_THRESHOLD_CENTS", default=20_000)
 SUPPORT_REFUND_EXPIRY_HOURS = env.float("SUPPORT_REFUND_EXPIRY_HOURS", default=48.0)
+SUPPORT_ESCALATION_EMAILS = env.list("SUPPORT_ESCALATION_EMAILS", default=[])
+
+# --- SRE watchdog ------------------------------------------------------------------------------
+# Log sources as comma-separated kind:path pairs; kinds nginx_access, nginx_error, gunicorn,
+# django. Sources can also be added in the console. docs/sre-logging.md shows the NGINX and
+# Django LOGGING settings that produce logs these parsers read.
+SRE_LOG_SOURCES = env.str("SRE_LOG_SOURCES", default="")
+SRE_SCAN_MINUTES = env.int("SRE_SCAN_MINUTES", default=5)
+SRE_WINDOW_MINUTES = env.int("SRE_WINDOW_MINUTES", default=5)
+SRE_SPIKE_MIN = env.int("SRE_SPIKE_MIN", default=10)
+SRE_SPIKE_FACTOR = env.float("SRE_SPIKE_FACTOR", default=3.0)
+SRE_BASELINE_WINDOWS = env.int("SRE_BASELINE_WINDOWS", default=12)
+SRE_SCAN_MAX_BYTES = env.int("SRE_SCAN_MAX_BYTES", default=64 * 1024 * 1024)
+SRE_MAX_LINE_BYTES = env.int("SRE_MAX_LINE_BYTES", default=64 * 1024)
+SRE_SETTLE_SECONDS = env.float("SRE_SETTLE_SECONDS", default=10.0)
+SRE_DEDUPE_SECONDS = env.int("SRE_DEDUPE_SECONDS", default=60)
+SRE_REQUEST_MATCH_SECONDS = env.int("SRE_REQUEST_MATCH_SECONDS", default=60)
+SRE_AGENT_RUNS_PER_HOUR = env.int("SRE_AGENT_RUNS_PER_HOUR", default=4)
+SRE_RETENTION_DAYS = env.int("SRE_RETENTION_DAYS", default=30)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
 from agents.audit import audit_record
+from agents.queue import enqueue_on_commit
 from agents.services.errors import InvalidTransition
 from support.models import Ticket
 
@@ -71,8 +74,37 @@ def ticket_resolve(*, ticket_id: int, actor: Any = None, reason: str = "") -> Ti
 
 
 def ticket_escalate(*, ticket_id: int, actor: Any = None, reason: str = "") -> Ticket:
-    """Hand the ticket to a person."""
-    return _ticket_transition(ticket_id=ticket_id, verb="escalate", actor=actor, reason=reason)
+    """Hand the ticket to a person; staff are told by mail once it commits."""
+    with transaction.atomic():
+        ticket = _ticket_transition(
+            ticket_id=ticket_id, verb="escalate", actor=actor, reason=reason
+        )
+        enqueue_on_commit("support.tasks.ticket_escalation_notify_task", ticket_id)
+    return ticket
+
+
+def ticket_escalation_notify(*, ticket_id: int) -> int:
+    """Mail SUPPORT_ESCALATION_EMAILS that the ticket needs a person; returns mails sent."""
+    recipients = settings.SUPPORT_ESCALATION_EMAILS
+    ticket = Ticket.objects.get(pk=ticket_id)
+    if not recipients or ticket.status != Status.ESCALATED:
+        return 0
+    sent = send_mail(
+        subject=f"[Countersign] Ticket #{ticket.pk} needs a person: {ticket.subject}"[:200],
+        message=(
+            f"Ticket #{ticket.pk} from {ticket.customer_email} was escalated.\n\n"
+            f"Why: {ticket.status_reason or '(no reason given)'}\n"
+        ),
+        from_email=None,
+        recipient_list=recipients,
+    )
+    audit_record(
+        kind="ticket.escalation_notified",
+        subject_type=SUBJECT_TYPE,
+        subject_id=ticket_id,
+        message=f"Mailed {', '.join(recipients)}.",
+    )
+    return sent
 
 
 def ticket_reopen(*, ticket_id: int, actor: Any = None, reason: str = "") -> Ticket:

@@ -236,3 +236,22 @@ def test_a_refund_stripe_refuses_fails_with_stripes_message(fake_anthropic, stri
     assert refund.status == R.FAILED and "refunded" in refund.failure_message
     result = last_result(fake_anthropic, refund.tool_call.tool_use_id)
     assert result["is_error"] is True and refund.failure_message in result["content"]
+
+
+def test_escalation_ends_the_run_and_mails_staff(fake_anthropic, stripe_fake, worker, settings):
+    from django.core import mail
+
+    from tests.support.refund_steps import bob_writes
+
+    settings.SUPPORT_ESCALATION_EMAILS = ["oncall@shop.example"]
+    fake_anthropic.push_tool_use(
+        ("escalate_to_human", {"reason": "The customer threatens a chargeback."})
+    )
+    bob_writes(worker, body="Refund me now or I call my bank and a lawyer.")
+    worker.drain()
+    ticket = Ticket.objects.get()
+    assert ticket.status == Ticket.Status.ESCALATED
+    assert ticket.status_reason.endswith("The customer threatens a chargeback.")
+    [notice] = mail.outbox
+    assert notice.to == ["oncall@shop.example"] and f"#{ticket.pk}" in notice.subject
+    assert stripe_fake.refund_posts == []
