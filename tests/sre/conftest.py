@@ -42,3 +42,12 @@ def repo(tmp_path: Path) -> Path:
     git(root, "add", "app", "logo.png", "deploy.pem")
     git(root, "commit", "-qm", "service")
     return root
+
+
+# Log files, log sources and the seed's logs (the log-reading tests).
+from tests.sre.logfiles import (  # noqa: E402, F401
+    _sre_settings,
+    logs,
+    seed_files,
+    source,
+)

@@ -1,0 +1,251 @@
+"""Lines into events, and the offset up to which a scan has consumed them.
+
+NGINX logs have one event per line. Python logs (Django, gunicorn) have records that may go on
+for many lines with a traceback: a record ends where the next head line starts. The offset a
+scan may save (`consumed`) never passes the start of a record still open, so a traceback is not
+split between scans. At the end of what was read, the open record is taken when:
+- the file is final (rotated away), or
+- it is structurally complete (its traceback ended with the exception line, groups closed) and
+  does not announce a traceback still to come (`Internal Server Error: ...` alone), or
+- the file has been quiet for the settle time (a writer that stopped mid-record), or
+- nothing else could be consumed and the byte cap was reached (so a scan always moves on).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+
+from sre.logs import nginx, pylog
+from sre.logs.tail import Line
+from sre.logs.tracebacks import (
+    CAUSE,
+    CLOSE_RE,
+    CONTEXT,
+    FRAME_RE,
+    parse_traceback,
+    starts_traceback,
+)
+
+MAX_EVENT_LINES = 5000
+MAX_EVENT_BYTES = 1 << 20
+UNPARSED_SAMPLES = 5
+_CONTROL_RE = re.compile("[\x00-\x08\x0e-\x1f]")
+
+
+class Unparsed:
+    __slots__ = ("text", "start")
+
+    def __init__(self, text: str, start: int):
+        self.text = text
+        self.start = start
+
+
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def decode(data: bytes) -> str:
+    text = data.decode("utf-8", "replace").rstrip("\r")
+    return _ANSI_RE.sub("", text) if "\x1b" in text else text
+
+
+def is_binary(text: str) -> bool:
+    """Control characters, or mostly undecodable bytes: not text any log writes."""
+    if _CONTROL_RE.search(text):
+        return True
+    bad = text.count("\ufffd")
+    return bad > 0 and bad * 5 > len(text)
+
+
+class Assembler:
+    """Common counters; subclasses turn lines into parsed events."""
+
+    def __init__(self, *, start: int):
+        self.consumed = start
+        self.start = start
+        self.lines = 0
+        self.unparsed = 0
+        self.cut = 0
+        self.samples: list[str] = []
+
+    def _unparsed(self, text: str, start: int) -> Unparsed:
+        self.unparsed += 1
+        if len(self.samples) < UNPARSED_SAMPLES:
+            self.samples.append(text[:500])
+        return Unparsed(text, start)
+
+    def feed(self, line: Line) -> list:
+        raise NotImplementedError
+
+    def finish(self, *, eof: bool, final: bool, quiet: bool) -> list:
+        return []
+
+
+class LineAssembler(Assembler):
+    """One event per line (NGINX access and error logs)."""
+
+    def __init__(self, *, start: int, parse: Callable[[str], object | None]):
+        super().__init__(start=start)
+        self.parse = parse
+
+    def feed(self, line: Line) -> list:
+        self.consumed = line.end
+        if line.data is None:
+            return []
+        self.lines += 1
+        self.cut += line.cut
+        text = decode(line.data)
+        if not text.strip():
+            return []
+        item = self.parse(text)
+        if item is None:
+            return [self._unparsed(text, line.start)]
+        return [item]
+
+
+class PyAssembler(Assembler):
+    """Python logging records with their tracebacks (Django, gunicorn)."""
+
+    def __init__(self, *, start: int, last_time: datetime | None, fallback_time: datetime):
+        super().__init__(start=start)
+        self.last_time = last_time
+        self.fallback_time = fallback_time
+        self._reset()
+
+    def _reset(self) -> None:
+        self.open_lines: list[str] | None = None
+        self.open_head: pylog.Head | None = None
+        self.open_start = 0
+        self.open_end = 0
+        self.open_bytes = 0
+        self.open_cut = False
+        self.tb_state = "none"  # none | frames | sep | done
+
+    def feed(self, line: Line) -> list:
+        if line.data is None:
+            if self.open_lines is not None:
+                self.open_end = line.end
+            else:
+                self.consumed = line.end
+            return []
+        self.lines += 1
+        self.cut += line.cut
+        text = decode(line.data)
+        out = []
+        if is_binary(text):
+            # Binary or undecodable bytes belong to no record: counted, never kept in one.
+            if self.open_lines is None:
+                self.consumed = line.end
+            else:
+                self.open_end = line.end
+            out.append(self._unparsed(text, line.start))
+            return out
+        head = pylog.parse_head(text)
+        # A traceback with no head line continues the open record when that record can carry
+        # one (logger.exception and friends); otherwise it is a record of its own (an uncaught
+        # exception printed to a captured stderr, after a gunicorn INFO line say).
+        if (
+            head is None
+            and starts_traceback(text)
+            and (
+                self.open_lines is None
+                or self.tb_state == "done"
+                or self.open_head.level in ("INFO", "DEBUG")
+            )
+        ):
+            head = pylog.Head(None, "", "", None, "")
+        if head is not None:
+            if self.open_lines is not None:
+                out.append(self._close())
+            self.open_lines, self.open_head = [text], head
+            self.open_start, self.open_end = line.start, line.end
+            self.open_bytes, self.open_cut = len(line.data), line.cut
+            self.tb_state = "frames" if starts_traceback(text) else "none"
+            return out
+        if self.open_lines is None:
+            self.consumed = line.end
+            if text.strip():
+                out.append(self._unparsed(text, line.start))
+            return out
+        self.open_end = line.end
+        self.open_cut |= line.cut
+        if len(self.open_lines) < MAX_EVENT_LINES and self.open_bytes < MAX_EVENT_BYTES:
+            self.open_lines.append(text)
+            self.open_bytes += len(line.data)
+        else:
+            self.open_cut = True
+        self._track(text)
+        return out
+
+    def _track(self, text: str) -> None:
+        """Follow the open record's traceback closely enough to know whether it has ended."""
+        stripped = text.strip()
+        if not stripped:
+            return
+        body = text.lstrip(" ")
+        if body[:2] in ("| ", "+ ") or body == "|":
+            body = body[2:]
+        if starts_traceback(text) or stripped.endswith("Traceback (most recent call last):"):
+            self.tb_state = "frames"
+        elif stripped in (CAUSE, CONTEXT):
+            self.tb_state = "sep"
+        elif CLOSE_RE.match(text):
+            self.tb_state = "done"
+        elif FRAME_RE.match(body) or text.startswith(" "):
+            if self.tb_state == "sep":
+                self.tb_state = "frames"
+        elif self.tb_state == "frames":
+            self.tb_state = "done"
+
+    def _complete(self) -> bool:
+        if self.tb_state in ("frames", "sep"):
+            return False
+        if self.tb_state == "none":
+            return not pylog.expects_traceback(self.open_head.message)
+        tb = parse_traceback(self.open_lines)
+        return tb is None or tb.complete
+
+    def finish(self, *, eof: bool, final: bool, quiet: bool) -> list:
+        if self.open_lines is None:
+            return []
+        stuck = not eof and self.consumed == self.start
+        if final or stuck or (eof and (quiet or self._complete())):
+            if stuck:
+                self.open_cut = True
+            return [self._close()]
+        return []
+
+    def _close(self) -> pylog.PyRecord:
+        head, lines = self.open_head, self.open_lines
+        if head.time is not None:
+            time, exact = head.time, True
+            self.last_time = head.time
+        else:
+            time, exact = self.last_time or self.fallback_time, False
+        tb = parse_traceback(lines) if len(lines) > 1 or not head.message else None
+        record = pylog.PyRecord(
+            time=time,
+            time_exact=exact,
+            level=head.level,
+            logger=head.logger,
+            pid=head.pid,
+            message=head.message,
+            lines=lines,
+            traceback=tb,
+            request_path=pylog.request_path_of(head.message),
+            cut=self.open_cut,
+        )
+        self.consumed = self.open_end
+        self._reset()
+        return record
+
+
+def make_assembler(
+    kind: str, *, start: int, last_time: datetime | None, fallback_time: datetime
+) -> Assembler:
+    if kind == "nginx_access":
+        return LineAssembler(start=start, parse=nginx.parse_access)
+    if kind == "nginx_error":
+        return LineAssembler(start=start, parse=nginx.parse_error)
+    return PyAssembler(start=start, last_time=last_time, fallback_time=fallback_time)
