@@ -7,12 +7,20 @@ Admin actions call services; they hold no logic.
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from agents.admin.base import LeanListMixin
 from agents.services.errors import InvalidTransition
 from sre import selectors, services
-from sre.models import Incident, LogSource, Spike, TrafficWindow
+from sre.models import Incident, LogSource, PatchProposal, Spike, TrafficWindow
+from sre.services.patches import PERMISSION as PATCH_PERMISSION
+from sre.services.patches import patch_approve, patch_reject
 
 
 class ReadOnlyMixin:
@@ -249,3 +257,112 @@ class TrafficWindowAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="Route", ordering="route")
     def route_label(self, obj: TrafficWindow) -> str:
         return obj.route or "(all routes)"
+
+
+@admin.register(PatchProposal)
+class PatchProposalAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Read-only; the review page approves or rejects through sre.services.patches."""
+
+    list_display = ("__str__", "status", "incident", "review_link", "pr_url", "created_at")
+    list_filter = ("status",)
+    list_select_related = ("incident",)
+    fields = (
+        "incident",
+        "status",
+        "status_reason",
+        "title",
+        "root_cause",
+        "scratchpad_text",
+        "diff_text",
+        "checks_text",
+        "branch",
+        "commit",
+        "pr_url",
+        "decided_by",
+        "reject_reason",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="Claude's scratchpad")
+    def scratchpad_text(self, obj: PatchProposal) -> str:
+        return _pre(obj.scratchpad)
+
+    @admin.display(description="Diff")
+    def diff_text(self, obj: PatchProposal) -> str:
+        return _pre(obj.diff)
+
+    @admin.display(description="Checks")
+    def checks_text(self, obj: PatchProposal) -> str:
+        return _pre(
+            "\n".join(
+                f"{'PASS' if c['passed'] else 'FAIL'} {c['name']}"
+                + (f": {c['detail']}" if c.get("detail") else "")
+                for c in obj.checks
+            )
+        )
+
+    @admin.display(description="Review")
+    def review_link(self, obj: PatchProposal) -> str:
+        url = reverse("admin:sre_patchproposal_review", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Review</a>', url)
+
+    def get_urls(self):
+        review = path(
+            "<int:patch_id>/review/",
+            self.admin_site.admin_view(self.review_view),
+            name="sre_patchproposal_review",
+        )
+        return [review, *super().get_urls()]
+
+    def review_view(self, request: HttpRequest, patch_id: int) -> HttpResponse:
+        """The diff, the evidence and the checks; Approve or Reject with a reason."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        patch = get_object_or_404(
+            PatchProposal.objects.select_related("incident", "tool_call__run", "decided_by"),
+            pk=patch_id,
+        )
+        if request.method == "POST":
+            try:  # the services check the permission again
+                if "approve" in request.POST:
+                    with transaction.atomic():
+                        patch_approve(patch_id=patch.pk, user=request.user)
+                    messages.success(request, f"Patch #{patch.pk} approved: it is being published.")
+                else:
+                    with transaction.atomic():
+                        patch_reject(
+                            patch_id=patch.pk,
+                            user=request.user,
+                            reason=request.POST.get("reason", ""),
+                        )
+                    messages.success(request, f"Patch #{patch.pk} rejected; Claude is told why.")
+            except (InvalidTransition, PermissionDenied) as error:
+                messages.error(request, str(error))
+            return HttpResponseRedirect(request.path)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Review patch #{patch.pk}",
+            "patch": patch,
+            "incident": patch.incident,
+            "diff_lines": _diff_lines(patch.diff),
+            "can_decide": patch.status == PatchProposal.Status.PROPOSED
+            and request.user.has_perm(PATCH_PERMISSION),
+        }
+        return TemplateResponse(request, "sre/patch_review.html", context)
+
+
+def _diff_lines(diff: str) -> list[tuple[str, str]]:
+    """Each line of a unified diff with its kind, for colouring; the text stays escaped."""
+    kinds = []
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---", "diff ", "index ")) or line.startswith("@@"):
+            kind = "hunk"
+        elif line.startswith("+"):
+            kind = "add"
+        elif line.startswith("-"):
+            kind = "del"
+        else:
+            kind = "ctx"
+        kinds.append((kind, line))
+    return kinds

@@ -7,7 +7,9 @@ class SreConfig(AppConfig):
 
     def ready(self) -> None:
         from agents.schedules import schedule_register
+        from sre import tools
 
+        tools.register()
         schedule_register(
             name="sre: scan the log sources",
             func="sre.tasks.sre_scan_task",

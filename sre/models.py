@@ -7,6 +7,7 @@ groups occurrences by fingerprint; its status changes only in `sre.services.inci
 data: it is shown escaped and, later, sent to Claude only through the redaction step.
 """
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -264,3 +265,61 @@ class AgentTrigger(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_outcome_display()} for incident #{self.incident_id}"
+
+
+class PatchProposal(models.Model):
+    """A diff the SRE agent proposed with create_pull_request, from review to merged or closed.
+
+    Its status changes only in `sre.services.patches` and `sre.services.publishing`.
+    """
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", "Waiting for review"
+        BLOCKED = "blocked", "Blocked by its checks"
+        APPROVED = "approved", "Approved"
+        PUBLISHING = "publishing", "Publishing"
+        PUBLISHED = "published", "Branch made (no pull request)"
+        PR_OPEN = "pr_open", "Pull request open"
+        FAILED = "failed", "Publishing failed"
+        REJECTED = "rejected", "Rejected"
+        MERGED = "merged", "Merged"
+        CLOSED = "closed", "Closed unmerged"
+
+    incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="patches")
+    tool_call = models.OneToOneField(
+        "agents.ToolCall", on_delete=models.PROTECT, related_name="patch_proposal"
+    )
+    title = models.CharField(max_length=300)
+    root_cause = models.TextField()
+    scratchpad = models.TextField(
+        blank=True, help_text="Claude's reasoning in the reply that proposed the patch."
+    )
+    diff = models.TextField(blank=True)
+    changed_files = models.JSONField(default=list, blank=True)
+    base_commit = models.CharField(max_length=64, blank=True)
+    checks = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=16, choices=Status, default=Status.PROPOSED, db_index=True)
+    status_reason = models.TextField(blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    reject_reason = models.TextField(blank=True)
+    branch = models.CharField(max_length=255, blank=True)
+    commit = models.CharField(max_length=64, blank=True)
+    pushed = models.BooleanField(default=False)
+    pr_number = models.PositiveIntegerField(null=True, blank=True)
+    pr_url = models.URLField(max_length=500, blank=True)
+    slack_ts = models.CharField(max_length=32, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("approve_patch", "Can approve an SRE patch and open its pull request")]
+
+    def __str__(self) -> str:
+        return f"Patch #{self.pk} for incident #{self.incident_id}: {self.title}"

@@ -193,3 +193,32 @@ SRE_DEDUPE_SECONDS = env.int("SRE_DEDUPE_SECONDS", default=60)
 SRE_REQUEST_MATCH_SECONDS = env.int("SRE_REQUEST_MATCH_SECONDS", default=60)
 SRE_AGENT_RUNS_PER_HOUR = env.int("SRE_AGENT_RUNS_PER_HOUR", default=4)
 SRE_RETENTION_DAYS = env.int("SRE_RETENTION_DAYS", default=30)
+
+# --- SRE agent: the code it reads, the scratch copies it edits, where its patches go ----------
+SRE_REPO_ROOT = env.str("SRE_REPO_ROOT", default="")
+SRE_SCRATCH_DIR = env.str("SRE_SCRATCH_DIR", default=str(BASE_DIR / "var" / "sre-scratch"))
+SRE_DENY_PATHS = env.list("SRE_DENY_PATHS", default=[])
+SRE_REDACT_ENV = env.list(
+    "SRE_REDACT_ENV",
+    default=[
+        "ANTHROPIC_API_KEY",
+        "GITHUB_TOKEN",
+        "GITHUB_WEBHOOK_SECRET",
+        "SLACK_BOT_TOKEN",
+        "STRIPE_SECRET_KEY",
+        "DJANGO_SECRET_KEY",
+    ],
+)
+SRE_CHECK_COMMAND = env.str("SRE_CHECK_COMMAND", default="")
+SRE_CHECK_TIMEOUT = env.float("SRE_CHECK_TIMEOUT", default=120.0)
+SRE_READ_MAX_BYTES = env.int("SRE_READ_MAX_BYTES", default=200_000)
+SRE_GIT_REMOTE = env.str("SRE_GIT_REMOTE", default="")
+SRE_BASE_BRANCH = env.str("SRE_BASE_BRANCH", default="main")
+SRE_CONSOLE_URL = env.str("SRE_CONSOLE_URL", default="http://localhost:8000")
+GITHUB_TOKEN = env.str("GITHUB_TOKEN", default="")
+GITHUB_REPOSITORY = env.str("GITHUB_REPOSITORY", default="")
+GITHUB_API_URL = env.str("GITHUB_API_URL", default="https://api.github.com")
+GITHUB_WEBHOOK_SECRET = env.str("GITHUB_WEBHOOK_SECRET", default="")
+SLACK_BOT_TOKEN = env.str("SLACK_BOT_TOKEN", default="")
+SLACK_API_URL = env.str("SLACK_API_URL", default="")
+SLACK_CHANNEL = env.str("SLACK_CHANNEL", default="")

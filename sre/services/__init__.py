@@ -7,6 +7,7 @@ from sre.services.incidents import (
     incident_investigate,
     incident_open_pr,
     incident_propose_patch,
+    incident_reinvestigate,
     incident_reopen,
     incident_resolve,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "incident_investigate",
     "incident_open_pr",
     "incident_propose_patch",
+    "incident_reinvestigate",
     "incident_reopen",
     "incident_resolve",
     "log_source_scan",

@@ -21,6 +21,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "investigate": (frozenset({Status.OPEN}), Status.INVESTIGATING),
     "propose_patch": (frozenset({Status.INVESTIGATING}), Status.PATCH_PROPOSED),
     "open_pr": (frozenset({Status.PATCH_PROPOSED}), Status.PR_OPEN),
+    "reinvestigate": (frozenset({Status.PATCH_PROPOSED, Status.PR_OPEN}), Status.INVESTIGATING),
     "resolve": (_ACTIVE | {Status.ESCALATED}, Status.RESOLVED),
     "escalate": (
         frozenset({Status.OPEN, Status.INVESTIGATING, Status.PATCH_PROPOSED}),
@@ -30,7 +31,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "reopen": (frozenset({Status.RESOLVED, Status.IGNORED}), Status.OPEN),
 }
 # Infrastructure failures go to a person, never towards a code change.
-CODE_ONLY = frozenset({"investigate", "propose_patch", "open_pr"})
+CODE_ONLY = frozenset({"investigate", "propose_patch", "open_pr", "reinvestigate"})
 
 
 def incident_investigate(*, incident_id: int, actor: Any = None, reason: str = "") -> Incident:
@@ -46,6 +47,11 @@ def incident_propose_patch(*, incident_id: int, actor: Any = None, reason: str =
 def incident_open_pr(*, incident_id: int, actor: Any = None, reason: str = "") -> Incident:
     """Mark the incident as having an open pull request."""
     return _transition(incident_id=incident_id, verb="open_pr", actor=actor, reason=reason)
+
+
+def incident_reinvestigate(*, incident_id: int, actor: Any = None, reason: str = "") -> Incident:
+    """Send the incident back to investigation (its patch was rejected or its PR closed)."""
+    return _transition(incident_id=incident_id, verb="reinvestigate", actor=actor, reason=reason)
 
 
 def incident_resolve(

@@ -45,6 +45,14 @@ def repo(tmp_path: Path) -> Path:
 
 
 # Log files, log sources and the seed's logs (the log-reading tests).
+# The SRE agent tests: settings pointing at the repo, a bare remote, GitHub and Slack fakes.
+from tests.sre.agent_steps import (  # noqa: E402, F401
+    github_fake,
+    remote,
+    slack_fake,
+    sre_settings,
+    wired,
+)
 from tests.sre.logfiles import (  # noqa: E402, F401
     _sre_settings,
     logs,

@@ -37,6 +37,7 @@ VERBS = {
     "investigate": services.incident_investigate,
     "propose_patch": services.incident_propose_patch,
     "open_pr": services.incident_open_pr,
+    "reinvestigate": services.incident_reinvestigate,
     "resolve": services.incident_resolve,
     "escalate": services.incident_escalate,
     "ignore": services.incident_ignore,

@@ -85,8 +85,11 @@ def test_from_start_finds_the_seed_incident_its_500s_and_the_spike(settings, see
 
 
 def test_agent_hook_records_that_no_sre_agent_is_configured(
-    settings, seed_files, django_capture_on_commit_callbacks
+    settings, seed_files, django_capture_on_commit_callbacks, monkeypatch
 ):
+    from agents import registry
+
+    monkeypatch.delitem(registry._toolsets, "sre")
     settings.SRE_LOG_SOURCES = (
         f"django:{seed_files['django']},nginx_access:{seed_files['nginx_access']}"
     )
@@ -95,6 +98,25 @@ def test_agent_hook_records_that_no_sre_agent_is_configured(
     events = AuditEvent.objects.filter(kind="incident.agent_not_configured")
     assert events.count() == 2
     assert "No SRE agent is configured yet" in events.first().message
+
+
+def test_agent_hook_starts_the_sre_agent_on_each_code_incident(
+    settings, seed_files, django_capture_on_commit_callbacks
+):
+    from agents.models import AgentRun
+
+    settings.SRE_LOG_SOURCES = (
+        f"django:{seed_files['django']},nginx_access:{seed_files['nginx_access']}"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        run("--from-start")
+    runs = AgentRun.objects.filter(toolset="sre")
+    assert runs.count() == 2
+    assert set(Incident.objects.filter(status="investigating").values_list("pk", flat=True)) == {
+        int(r.subject_id) for r in runs
+    }
+    first = runs.first().messages[0]["content"][0]["text"]
+    assert "<incident_data>" in first and "Traceback" in first
 
 
 def test_without_from_start_a_new_source_starts_at_its_end(settings, seed_files):

@@ -92,8 +92,9 @@ def spike() -> Spike:
 
 
 def test_a_request_queues_the_agent_once_per_spike_and_only_for_open_code_incidents(
-    django_capture_on_commit_callbacks,
+    django_capture_on_commit_callbacks, monkeypatch
 ):
+    monkeypatch.delitem(registry._toolsets, "sre")
     incident, s = code_incident(), spike()
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         trigger = incident_agent_request(incident_id=incident.pk, spike_id=s.pk, now=W)
@@ -148,10 +149,10 @@ def test_with_an_sre_toolset_the_hook_starts_one_run_at_a_time(sre_toolset):
     run = incident_agent_start(incident.pk)
     assert run.toolset == "sre" and run.subject_type == "sre.incident"
     assert Incident.objects.get(pk=incident.pk).status == "investigating"
-    # The first message names the incident and carries no log text.
+    # The first message carries the incident as delimited, redacted data.
     text = run.messages[0]["content"][0]["text"]
-    assert text.startswith(f"Incident #{incident.pk} (Code (traceback)): KeyError in shop/api.py")
-    assert "user_profile'" not in text
+    assert text.startswith(f"Incident #{incident.pk} (Code (traceback)) needs a fix.")
+    assert "<incident_data>\nTitle: KeyError: 'user_profile'" in text
     # Investigating: no second request, and the hook itself would not start a second run.
     assert incident_agent_request(incident_id=incident.pk, spike_id=s.pk, now=W) is None
     Incident.objects.filter(pk=incident.pk).update(status="open")

@@ -1,0 +1,241 @@
+"""The SRE agent's tools, registered with the engine as the "sre" toolset.
+
+read_file and search_code read the incident's scratch copy (the deployed commit plus the
+agent's own edits, so Claude sees what it changed); edit_file changes only that copy. The live
+tree is never written. Everything returned to Claude passes `text_redact`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from django.conf import settings
+from django.urls import reverse
+from pydantic import BaseModel, Field
+
+from agents.models import AgentRun
+from agents.prompts import prompt_register
+from agents.registry import Check as PolicyCheck
+from agents.registry import (
+    Escalate,
+    Preparation,
+    Tool,
+    ToolContext,
+    ToolError,
+    Toolset,
+    toolset_register,
+)
+from agents.services import InvalidTransition
+from sre.models import Incident, PatchProposal
+from sre.services import patches
+from sre.services.code import incident_scratch, text_redact
+from sre.services.incidents import SUBJECT_TYPE, incident_escalate
+from sre.services.publishing import patch_publish, slack_notice
+from sre.workspace import EditRefused, PathRefused, code_search, file_read
+
+TOOLSET = "sre"
+
+
+class ReadFile(BaseModel):
+    path: str = Field(min_length=1, max_length=1000, description="Repository-relative path.")
+    start_line: int | None = Field(default=None, ge=1, description="First line (1-based).")
+    end_line: int | None = Field(default=None, ge=1, description="Last line, inclusive.")
+
+
+class SearchCode(BaseModel):
+    query: str = Field(min_length=1, max_length=500, description="Text (or regex) to find.")
+    regex: bool = Field(default=False, description="Treat the query as a Python regex.")
+
+
+class EditFile(BaseModel):
+    path: str = Field(min_length=1, max_length=1000, description="Repository-relative path.")
+    search: str = Field(
+        min_length=1, description="Exact text to replace; it must occur exactly once."
+    )
+    replace: str = Field(description="The text that replaces it.")
+
+
+class CreatePullRequest(BaseModel):
+    title: str = Field(min_length=3, max_length=200, description="The pull request's title.")
+    root_cause: str = Field(
+        min_length=10, max_length=5000, description="The root cause and how the edits fix it."
+    )
+
+
+class EscalateToHuman(BaseModel):
+    reason: str = Field(min_length=3, max_length=2000, description="What a person must decide.")
+
+
+def _incident(context: ToolContext) -> Incident:
+    run = context.run
+    if run.subject_type != SUBJECT_TYPE:
+        raise ToolError("This run is not about an incident.")
+    return Incident.objects.get(pk=int(run.subject_id))
+
+
+def read_file(context: ToolContext, value: ReadFile) -> str:
+    scratch = incident_scratch(incident_id=_incident(context).pk)
+    try:
+        text = file_read(
+            scratch.path,
+            value.path,
+            start=value.start_line,
+            end=value.end_line,
+            max_bytes=settings.SRE_READ_MAX_BYTES,
+            deny=scratch.deny,
+        )
+    except PathRefused as error:
+        raise ToolError(str(error)) from None
+    except OSError as error:
+        raise ToolError(f"{value.path!r} could not be read: {error.strerror}") from None
+    return text_redact(text)
+
+
+def search_code(context: ToolContext, value: SearchCode) -> str:
+    scratch = incident_scratch(incident_id=_incident(context).pk)
+    try:
+        hits, cut = code_search(scratch.path, value.query, regex=value.regex, deny=scratch.deny)
+    except ValueError as error:
+        raise ToolError(str(error)) from None
+    if not hits:
+        return "No matches."
+    lines = [f"{h.path}:{h.line}: {h.text}" for h in hits]
+    if cut:
+        lines.append(f"... more matches; only the first {len(hits)} are shown.")
+    return text_redact("\n".join(lines))
+
+
+def edit_file(context: ToolContext, value: EditFile) -> str:
+    incident = _incident(context)
+    scratch = incident_scratch(incident_id=incident.pk)
+    try:
+        relative = scratch.edit(value.path, value.search, value.replace)
+    except (PathRefused, EditRefused) as error:
+        raise ToolError(str(error)) from None
+    return text_redact(
+        f"Edited {relative} in the scratch copy (the live code is unchanged). The diff so far:\n"
+        + scratch.diff()
+    )
+
+
+def create_pull_request_prepare(context: ToolContext, value: CreatePullRequest) -> Preparation:
+    """Record the diff as a proposal and run its checks; no diff or no clean apply blocks."""
+    incident = _incident(context)
+    patch = patches.patch_propose(
+        incident_id=incident.pk,
+        tool_call=context.tool_call,
+        title=value.title,
+        root_cause=value.root_cause,
+    )
+    checks = [
+        PolicyCheck(c["name"], c["passed"], text_redact(c["detail"])[-1000:], c["hard"])
+        for c in patch.checks
+    ]
+    return Preparation(
+        checks=checks, note=f"Patch #{patch.pk}: {', '.join(patch.changed_files) or 'no changes'}."
+    )
+
+
+def create_pull_request(context: ToolContext, value: CreatePullRequest) -> dict:
+    patch = PatchProposal.objects.get(tool_call=context.tool_call)
+    return patch_publish(patch_id=patch.pk)
+
+
+def escalate_to_human(context: ToolContext, value: EscalateToHuman) -> Escalate:
+    incident = _incident(context)
+    with contextlib.suppress(InvalidTransition):  # a person decided meanwhile; the run ends
+        incident_escalate(incident_id=incident.pk, reason=f"The SRE agent: {value.reason}")
+    note = "Handed over to a person."
+    try:
+        if slack_notice(
+            incident_id=incident.pk,
+            text=f"Incident #{incident.pk} ({incident.title}) needs a person: {value.reason}",
+        ):
+            note += " On-call was told on Slack."
+    except Exception as error:  # a Slack outage must not keep the incident from a person
+        note += f" The Slack notice failed: {error}"
+    return Escalate(reason=value.reason, content=note)
+
+
+def patch_review_url(call) -> str | None:
+    patch_id = (
+        PatchProposal.objects.filter(tool_call_id=call.pk).values_list("pk", flat=True).first()
+    )
+    return reverse("admin:sre_patchproposal_review", args=[patch_id]) if patch_id else None
+
+
+def run_status_changed(run: AgentRun) -> None:
+    """A run that ends without a patch under review hands its incident to a person."""
+    if not run.is_finished or run.subject_type != SUBJECT_TYPE:
+        return
+    incident = Incident.objects.filter(pk=int(run.subject_id)).first()
+    if incident is None or incident.status != Incident.Status.INVESTIGATING:
+        return
+    with contextlib.suppress(InvalidTransition):
+        incident_escalate(
+            incident_id=incident.pk,
+            reason=f"The SRE agent's run #{run.pk} ended ({run.get_status_display().lower()}) "
+            "without a patch under review.",
+        )
+
+
+def register() -> Toolset:
+    prompt_register(name="sre", version=1, template="prompts/sre/v1.txt")
+    toolset = Toolset(
+        name=TOOLSET,
+        label="SRE watchdog",
+        prompt="sre",
+        replay_dir=str(Path(__file__).parent / "replays"),
+        on_status_change=run_status_changed,
+    )
+    toolset.add(
+        Tool(
+            "read_file",
+            "Read a file of the deployed code (with your edits), optionally a line range. "
+            "Lines come numbered; secrets are masked.",
+            ReadFile,
+            read_file,
+        )
+    )
+    toolset.add(
+        Tool(
+            "search_code",
+            "Search the repository's tracked files for text (or a regex); bounded results.",
+            SearchCode,
+            search_code,
+        )
+    )
+    toolset.add(
+        Tool(
+            "edit_file",
+            "Replace the one occurrence of `search` with `replace` in a file of the scratch "
+            "copy. The live code is never changed; a person reviews the diff.",
+            EditFile,
+            edit_file,
+            idempotent=False,
+        )
+    )
+    toolset.add(
+        Tool(
+            "create_pull_request",
+            "Propose your edits as a pull request, with a title and the root cause. A person "
+            "reviews the diff and the checks before anything is pushed.",
+            CreatePullRequest,
+            create_pull_request,
+            approval_permission=patches.PERMISSION,
+            idempotent=True,  # every publishing step finds what an earlier attempt made
+            prepare=create_pull_request_prepare,
+            authorize=patches.patch_authorize,
+            review_url=patch_review_url,
+        )
+    )
+    toolset.add(
+        Tool(
+            "escalate_to_human",
+            "Hand the incident to a person, with the reason. The run stops.",
+            EscalateToHuman,
+            escalate_to_human,
+        )
+    )
+    return toolset_register(toolset)
