@@ -42,6 +42,23 @@ def test_paths_outside_the_repository_or_to_secrets_are_refused(repo, path):
         file_read(repo, path)
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "%2e%2e/%2e%2e/etc/passwd",
+        "..%2f..%2fetc%2fpasswd",
+        "\uff0e\uff0e/etc/passwd",
+        "app\\..\\..\\x",
+    ],
+)
+def test_encoded_traversal_is_never_decoded_into_a_way_out(repo, path):
+    # Names are taken literally: an encoded "../" is an odd file name inside the root, not a
+    # way out, and no such file exists.
+    with pytest.raises(PathRefused):
+        file_read(repo, path)
+    assert str(path_resolve(repo, "app/" + path.replace("\\", "_"))).startswith(str(repo.resolve()))
+
+
 def test_a_symlink_pointing_outside_is_refused(repo, tmp_path):
     (tmp_path / "outside.txt").write_text("not yours")
     os.symlink(tmp_path / "outside.txt", repo / "app" / "link.txt")
