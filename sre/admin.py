@@ -18,6 +18,7 @@ from django.utils.html import format_html, format_html_join
 from agents.admin.base import LeanListMixin
 from agents.services.errors import InvalidTransition
 from sre import selectors, services
+from sre.diffs import diff_lines, diff_styles
 from sre.models import Incident, LogSource, PatchProposal, Spike, TrafficWindow
 from sre.services.patches import PERMISSION as PATCH_PERMISSION
 from sre.services.patches import patch_approve, patch_reject
@@ -345,24 +346,9 @@ class PatchProposalAdmin(ReadOnlyMixin, admin.ModelAdmin):
             "title": f"Review patch #{patch.pk}",
             "patch": patch,
             "incident": patch.incident,
-            "diff_lines": _diff_lines(patch.diff),
+            "diff_lines": diff_lines(patch.diff),
+            "diff_styles": diff_styles(),
             "can_decide": patch.status == PatchProposal.Status.PROPOSED
             and request.user.has_perm(PATCH_PERMISSION),
         }
         return TemplateResponse(request, "sre/patch_review.html", context)
-
-
-def _diff_lines(diff: str) -> list[tuple[str, str]]:
-    """Each line of a unified diff with its kind, for colouring; the text stays escaped."""
-    kinds = []
-    for line in diff.splitlines():
-        if line.startswith(("+++", "---", "diff ", "index ")) or line.startswith("@@"):
-            kind = "hunk"
-        elif line.startswith("+"):
-            kind = "add"
-        elif line.startswith("-"):
-            kind = "del"
-        else:
-            kind = "ctx"
-        kinds.append((kind, line))
-    return kinds

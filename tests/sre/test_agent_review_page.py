@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from html import unescape
+
 import pytest
 from django.urls import reverse
 
@@ -23,9 +26,14 @@ def test_the_page_shows_the_diff_scratchpad_checks_and_traceback(client, patch):
     response = client.get(reverse("admin:sre_patchproposal_review", args=[patch.pk]))
     assert response.status_code == 200
     html = response.content.decode()
-    assert (
-        '<span class="add">+    profile = payload.get(&quot;user_profile&quot;, {})</span>' in html
+    added = re.search(
+        r'<span class="add">(.*?)</span>\n?(?=<span class="(?:add|del|ctx|hunk)"|</div>)',
+        html,
+        re.S,
     )
+    assert added is not None and 'class="hl-' in added.group(1)  # the code is highlighted
+    text = unescape(re.sub(r"<[^>]+>", "", added.group(1)))
+    assert text == '+    profile = payload.get("user_profile", {})'
     assert "Hypothesis: upstream omits user_profile" in html
     assert "patch applies to the live tree" in html and "KeyError: &#x27;user_profile&#x27;" in html
     assert 'id="decide"' in html
