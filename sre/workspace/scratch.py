@@ -125,12 +125,13 @@ def scratch_create(
 ) -> ScratchCopy:
     """Clone the repository at `commit` (default: its HEAD, the deployed code) into base_dir."""
     source = source.resolve()
-    commit = commit or git(source, "rev-parse", "HEAD").strip()
     target = base_dir / name
     if target.exists():
-        head = git(target, "rev-parse", "HEAD", check=False).strip()
-        if head:
-            return ScratchCopy(source=source, path=target, commit=commit, deny=deny)
+        # Reused: keep the commit it was made at, even if the live tree was deployed since.
+        base = git(target, "config", "--get", "countersign.base", check=False).strip()
+        if base:
+            return ScratchCopy(source=source, path=target, commit=base, deny=deny)
+    commit = commit or git(source, "rev-parse", "HEAD").strip()
     base_dir.mkdir(parents=True, exist_ok=True)
     # --shared borrows the objects read-only: nothing is written into the live repository.
     subprocess.run(
@@ -140,4 +141,5 @@ def scratch_create(
         timeout=300,
     )
     git(target, "checkout", "--quiet", "--detach", commit)
+    git(target, "config", "countersign.base", commit)
     return ScratchCopy(source=source, path=target, commit=commit, deny=deny)

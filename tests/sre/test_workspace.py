@@ -156,3 +156,14 @@ def test_redaction_masks_tokens_and_configured_values(monkeypatch):
         assert secret not in out, out
     assert "postgres://app:[REDACTED]@db:5432/x" in out
     assert "Bearer [REDACTED]" in out and "password=[REDACTED]" in out
+
+
+def test_a_reused_scratch_copy_keeps_its_base_after_a_deploy(repo, tmp_path):
+    scratch = scratch_create(source=repo, base_dir=tmp_path / "scratch", name="incident-9")
+    base = scratch.commit
+    scratch.edit("app/api.py", 'payload["user_profile"]', 'payload.get("user_profile", {})')
+    (repo / "app" / "util.py").write_text("def twice(x):\n    return 2 * x\n")
+    git(repo, "commit", "-qam", "deploy")  # the live tree moves on meanwhile
+    again = scratch_create(source=repo, base_dir=tmp_path / "scratch", name="incident-9")
+    assert again.commit == base
+    assert again.changed_files() == ["app/api.py"]
