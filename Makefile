@@ -22,6 +22,7 @@ run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py setup_schedules
 	$(PY) manage.py demo_support
+	$(PY) manage.py demo_sre
 	$(PY) manage.py demo_setup
 	$(PY) manage.py serve $(ADDR)
 

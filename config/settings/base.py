@@ -195,7 +195,9 @@ SRE_AGENT_RUNS_PER_HOUR = env.int("SRE_AGENT_RUNS_PER_HOUR", default=4)
 SRE_RETENTION_DAYS = env.int("SRE_RETENTION_DAYS", default=30)
 
 # --- SRE agent: the code it reads, the scratch copies it edits, where its patches go ----------
-SRE_REPO_ROOT = env.str("SRE_REPO_ROOT", default="")
+# The default is the demo's sample service, which `manage.py demo_sre` makes (samples/shop as a
+# git repository); set it to the deployed checkout. Empty: the agent has no code to read.
+SRE_REPO_ROOT = env.str("SRE_REPO_ROOT", default=str(BASE_DIR / "var" / "demo-shop"))
 SRE_SCRATCH_DIR = env.str("SRE_SCRATCH_DIR", default=str(BASE_DIR / "var" / "sre-scratch"))
 SRE_DENY_PATHS = env.list("SRE_DENY_PATHS", default=[])
 SRE_REDACT_ENV = env.list(
