@@ -71,6 +71,12 @@ class ToolContext:
     approved_by: Any = None  # the approving user, for tools that need approval
     edited: bool = False
 
+    def subject_pk(self, subject_type: str, what: str) -> int:
+        """The primary key of what the run is about, if it is a `subject_type`."""
+        if self.run.subject_type != subject_type or not self.run.subject_id:
+            raise ToolError(f"This run is not about {what}.")
+        return int(self.run.subject_id)
+
 
 Handler = Callable[[ToolContext, pydantic.BaseModel], Any]
 Prepare = Callable[[ToolContext, pydantic.BaseModel], Preparation]

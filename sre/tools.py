@@ -68,10 +68,7 @@ class EscalateToHuman(BaseModel):
 
 
 def _incident(context: ToolContext) -> Incident:
-    run = context.run
-    if run.subject_type != SUBJECT_TYPE:
-        raise ToolError("This run is not about an incident.")
-    return Incident.objects.get(pk=int(run.subject_id))
+    return Incident.objects.get(pk=context.subject_pk(SUBJECT_TYPE, "an incident"))
 
 
 def read_file(context: ToolContext, value: ReadFile) -> str:

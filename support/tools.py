@@ -57,10 +57,7 @@ class EscalateToHuman(BaseModel):
 
 
 def _ticket(context: ToolContext) -> Ticket:
-    run = context.run
-    if run.subject_type != SUBJECT_TYPE:
-        raise ToolError("This run is not about a support ticket.")
-    return Ticket.objects.get(pk=int(run.subject_id))
+    return Ticket.objects.get(pk=context.subject_pk(SUBJECT_TYPE, "a support ticket"))
 
 
 def _aliases(ticket: Ticket) -> list[str]:
