@@ -1,0 +1,1 @@
+"""Clients for the outside services the agents talk to, one module per service."""
