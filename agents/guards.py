@@ -91,6 +91,51 @@ def postgresql_uninstall() -> list[str]:
     ]
 
 
+# Tables sealed after the first guards (each by the migration that made it).
+LATER_SEALED = ["agents_approval"]
+
+
+def sqlite_seal(tables: list[str]) -> list[str]:
+    return [
+        f"""CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table}
+BEGIN SELECT RAISE(ABORT, '{MESSAGE}: {table} rows cannot be {op.lower()}d'); END"""
+        for table in tables
+        for op in ("UPDATE", "DELETE")
+    ]
+
+
+def sqlite_unseal(tables: list[str]) -> list[str]:
+    return [f"DROP TRIGGER IF EXISTS {t}_no_{op}" for t in tables for op in ("update", "delete")]
+
+
+def sealed_install(schema_editor, tables: list[str]) -> None:
+    """Seal tables added after the first guards: no UPDATE, no DELETE (agents_approval, ...)."""
+    vendor = schema_editor.connection.vendor
+    for table in tables:
+        if vendor == "sqlite":
+            for statement in sqlite_seal([table]):
+                schema_editor.execute(statement)
+        elif vendor == "postgresql":
+            # agents_sealed_guard() is created by the first guards (migration 0002).
+            schema_editor.execute(f"DROP TRIGGER IF EXISTS {table}_guard ON {table}")
+            schema_editor.execute(
+                f"""CREATE TRIGGER {table}_guard BEFORE UPDATE OR DELETE ON {table}
+FOR EACH ROW EXECUTE FUNCTION agents_sealed_guard()"""
+            )
+        else:
+            raise NotImplementedError(f"No append-only guards for the {vendor} database.")
+
+
+def sealed_uninstall(schema_editor, tables: list[str]) -> None:
+    vendor = schema_editor.connection.vendor
+    for table in tables:
+        if vendor == "sqlite":
+            for statement in sqlite_unseal([table]):
+                schema_editor.execute(statement)
+        else:
+            schema_editor.execute(f"DROP TRIGGER IF EXISTS {table}_guard ON {table}")
+
+
 def guards_install(schema_editor) -> None:
     vendor = schema_editor.connection.vendor
     statements = {"sqlite": sqlite_install, "postgresql": postgresql_install}.get(vendor)

@@ -141,6 +141,9 @@ class ToolCall(models.Model):
     claimed_at = models.DateTimeField(
         null=True, blank=True, help_text="When the current execution attempt started."
     )
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="After a transient failure: when to try again."
+    )
     result = models.JSONField(null=True, blank=True, help_text="The tool_result content sent back.")
     is_error = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -167,6 +170,155 @@ class ToolCall(models.Model):
     @property
     def is_answered(self) -> bool:
         return self.status in self.ANSWERED
+
+
+class Proposal(models.Model):
+    """A consequential call while people decide on it: the engine's record beside its ToolCall.
+
+    The ToolCall is append-only and holds the lifecycle (`status`); this row holds what changes
+    while people decide: the latest checks and when they ran, how many approvals are needed, the
+    inbox's summary. Where a proposal stands (`state`) is read from its call and its approvals,
+    never stored twice.
+    """
+
+    class State(models.TextChoices):
+        CHECKING = "checking", "Being checked"
+        WAITING = "waiting", "Waiting for approval"
+        SECOND_APPROVAL = "second_approval", "Waiting for another approval"
+        APPROVED = "approved", "Approved, queued to run"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        REJECTED = "rejected", "Rejected"
+        BLOCKED = "blocked", "Blocked by its checks"
+        EXPIRED = "expired", "Expired"
+        CANCELLED = "cancelled", "Cancelled"
+
+    OPEN = (State.CHECKING, State.WAITING, State.SECOND_APPROVAL)
+    _STATES = {
+        ToolCall.Status.PREPARING: State.CHECKING,
+        ToolCall.Status.QUEUED: State.APPROVED,
+        ToolCall.Status.EXECUTING: State.RUNNING,
+        ToolCall.Status.SUCCEEDED: State.DONE,
+        ToolCall.Status.FAILED: State.FAILED,
+        ToolCall.Status.INVALID: State.FAILED,
+        ToolCall.Status.REJECTED: State.REJECTED,
+        ToolCall.Status.BLOCKED: State.BLOCKED,
+        ToolCall.Status.EXPIRED: State.EXPIRED,
+        ToolCall.Status.CANCELLED: State.CANCELLED,
+    }
+
+    tool_call = models.OneToOneField(
+        ToolCall, on_delete=models.PROTECT, primary_key=True, related_name="proposal"
+    )
+    toolset = models.CharField(max_length=64, db_index=True)
+    tool_name = models.CharField(max_length=64, db_index=True)
+    summary = models.CharField(max_length=500, blank=True, help_text="One line for the inbox.")
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    checks = models.JSONField(default=list, blank=True, help_text="The latest checks.")
+    checked_at = models.DateTimeField(null=True, blank=True)
+    checked_in = models.CharField(
+        max_length=16, blank=True, help_text="proposal, approval or execution"
+    )
+    check_attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Tries to gather live data for the checks, after transient failures."
+    )
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    check_error = models.TextField(blank=True, help_text="Why the last try could not check.")
+    waiting_since = models.DateTimeField(
+        null=True, blank=True, db_index=True, help_text="When it began to wait for its next person."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["waiting_since", "tool_call_id"]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name} #{self.pk}: {self.summary}"
+
+    @property
+    def approvals_given(self) -> int:
+        return len(self.approvals.all())  # uses a prefetch when the list made one
+
+    @property
+    def state(self) -> str:
+        status = self.tool_call.status
+        if status == ToolCall.Status.AWAITING_APPROVAL:
+            return self.State.SECOND_APPROVAL if self.approvals_given else self.State.WAITING
+        return self._STATES[status]
+
+    def get_state_display(self) -> str:
+        return self.State(self.state).label
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in self.OPEN
+
+
+class Approval(models.Model):
+    """One person's approval of a proposal. Written once; one per person and proposal."""
+
+    class Channel(models.TextChoices):
+        CONSOLE = "console", "Console"
+        SLACK = "slack", "Slack"
+
+    proposal = models.ForeignKey(Proposal, on_delete=models.PROTECT, related_name="approvals")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    channel = models.CharField(max_length=16, choices=Channel, default=Channel.CONSOLE)
+    note = models.TextField(blank=True)
+    edited_input = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # Two-person rules hold in the database too: one approval per person.
+            models.UniqueConstraint(fields=["proposal", "user"], name="agents_approval_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"Approval of #{self.proposal_id} by {self.user_id}"
+
+    def delete(self, *args, **kwargs):
+        raise AuditImmutable("Approvals are append-only and cannot be deleted.")
+
+
+class ProposalRecord(models.Model):
+    """Base of a domain's row for what a consequential call would do: a refund, a patch, a reply.
+
+    It has no status of its own. Where it stands is its call's (`state`), so the two cannot
+    disagree; the domain keeps the facts of its effect (a provider's id, a branch, a sent mail).
+    """
+
+    tool_call = models.OneToOneField(
+        "agents.ToolCall", on_delete=models.PROTECT, related_name="%(app_label)s_%(class)s"
+    )
+
+    class Meta:
+        abstract = True
+
+    @property
+    def proposal(self) -> Proposal:
+        return self.tool_call.proposal
+
+    @property
+    def state(self) -> str:
+        return self.proposal.state
+
+    def get_state_display(self) -> str:
+        return self.proposal.get_state_display()
+
+    @property
+    def is_open(self) -> bool:
+        return self.proposal.is_open
+
+    @property
+    def checks(self) -> list[dict]:
+        """The latest checks, as they ran last (when proposed, at an approval, before running)."""
+        return self.proposal.checks
 
 
 class ModelCall(models.Model):
@@ -231,3 +383,88 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AuditImmutable("Audit events are append-only and cannot be deleted.")
+
+
+class Notice(models.Model):
+    """One message that tells people about a proposal: posted once, then kept up to date.
+
+    Claimed before it is posted (`posting`, committed) and recorded after: a retry that finds a
+    claim whose outcome is unknown looks the message up by its key instead of posting again.
+    """
+
+    class Medium(models.TextChoices):
+        SLACK = "slack", "Slack"
+        EMAIL = "email", "Email to the approvers"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Not posted yet"
+        POSTING = "posting", "Posting (outcome not yet recorded)"
+        POSTED = "posted", "Posted"
+        FAILED = "failed", "Failed"
+
+    key = models.CharField(max_length=200, unique=True)
+    medium = models.CharField(max_length=16, choices=Medium)
+    proposal = models.ForeignKey(
+        Proposal, null=True, blank=True, on_delete=models.PROTECT, related_name="notices"
+    )
+    channel = models.CharField(max_length=200, blank=True, help_text="Slack channel id or name.")
+    recipients = models.TextField(blank=True, help_text="Email addresses, comma-separated.")
+    ts = models.CharField(max_length=32, blank=True, help_text="Slack's id of the message.")
+    state = models.CharField(max_length=16, choices=State, default=State.PENDING, db_index=True)
+    shown = models.CharField(max_length=64, blank=True, help_text="What the message shows now.")
+    text = models.TextField(blank=True, help_text="The message as last posted or updated.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    posted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_medium_display()} notice {self.key}"
+
+
+class SlackIdentity(models.Model):
+    """Staff's mapping of a Slack user to the Countersign user who decides as them."""
+
+    slack_user_id = models.CharField(max_length=32, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="slack_identities"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "Slack identity"
+        verbose_name_plural = "Slack identities"
+
+    def __str__(self) -> str:
+        return f"{self.slack_user_id} → {self.user}"
+
+
+class SlackInteraction(models.Model):
+    """One button press or form sent from Slack, recorded once: a replay finds it."""
+
+    trigger_id = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=32)
+    action = models.CharField(max_length=32, blank=True)
+    slack_user_id = models.CharField(max_length=32)
+    tool_call = models.ForeignKey(
+        ToolCall, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    response_url = models.URLField(max_length=1000, blank=True)
+    outcome = models.TextField(blank=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Slack {self.kind} {self.action} by {self.slack_user_id}"

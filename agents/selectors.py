@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pydantic
 from django.db.models import QuerySet
+from django.utils import timezone
 
-from agents.models import AgentRun, AuditEvent, ModelCall, ToolCall
-from agents.registry import UnknownToolset, permission_list, toolset_get
+from agents.models import AgentRun, AuditEvent, ModelCall, Proposal, ToolCall
+from agents.registry import UnknownToolset, consequential_tools, permission_list, toolset_get
 
 
 def json_pretty(value: Any) -> str:
@@ -33,19 +34,65 @@ def json_readable(value: Any) -> str:
 # --- approvals --------------------------------------------------------------------------------
 
 
-def tool_call_pending_list(*, user: Any = None) -> QuerySet[ToolCall]:
-    """Return the calls awaiting a person's decision that the user may see, oldest first."""
-    # Someone who may approve but not read the whole tool-call log sees only their own kind.
-    calls = ToolCall.objects.filter(status=ToolCall.Status.AWAITING_APPROVAL)
+# The inbox's age filter: waiting longer than this many hours.
+AGES = {"1h": 1, "1d": 24, "3d": 72}
+
+
+def proposal_inbox(
+    *,
+    user: Any = None,
+    kind: str = "",
+    agent: str = "",
+    older_than: str = "",
+    mine: bool = False,
+    second: bool = False,
+) -> QuerySet[Proposal]:
+    """Everything that waits on a person, oldest first, that the user may see.
+
+    `kind` is a tool name, `agent` a toolset, `older_than` a key of AGES; `mine` keeps what the
+    user may decide now (their permission, and not approved by them already); `second` keeps
+    second (or later) approvals.
+    """
+    proposals = Proposal.objects.filter(tool_call__status=ToolCall.Status.AWAITING_APPROVAL)
     if user is not None and not user.has_perm("agents.view_toolcall"):
-        mine = [perm for perm in permission_list() if user.has_perm(perm)]
-        calls = calls.filter(approval_permission__in=mine)
-    return calls.select_related("run").order_by("created_at", "id")
+        # Someone who may approve but not read the whole log sees only their own kinds.
+        proposals = proposals.filter(tool_call__approval_permission__in=_perms_of(user))
+    if kind:
+        proposals = proposals.filter(tool_name=kind)
+    if agent:
+        proposals = proposals.filter(toolset=agent)
+    if older_than in AGES:
+        cutoff = timezone.now() - timedelta(hours=AGES[older_than])
+        proposals = proposals.filter(waiting_since__lt=cutoff)
+    if mine and user is not None:
+        proposals = proposals.filter(tool_call__approval_permission__in=_perms_of(user)).exclude(
+            approvals__user=user
+        )
+    if second:
+        proposals = proposals.filter(approvals__isnull=False).distinct()
+    return (
+        proposals.select_related("tool_call__run")
+        .defer("tool_call__run__messages", "tool_call__run__system", "tool_call__result")
+        .prefetch_related("approvals__user")
+        .order_by("waiting_since", "tool_call_id")
+    )
 
 
-def tool_call_pending_count(*, user: Any = None) -> int:
-    """Count the calls awaiting a person's decision (those the user may see, given one)."""
-    return tool_call_pending_list(user=user).count()
+def _perms_of(user: Any) -> list[str]:
+    return [perm for perm in permission_list() if user.has_perm(perm)]
+
+
+def proposal_pending_count(*, user: Any = None) -> int:
+    """Count what waits on a person (what the user may see, given one)."""
+    return proposal_inbox(user=user).count()
+
+
+def proposal_kinds() -> list[tuple[str, str]]:
+    """The inbox's kinds: (tool name, label) for every consequential tool, once each."""
+    seen: dict[str, str] = {}
+    for _toolset, tool in consequential_tools():
+        seen.setdefault(tool.name, tool.name.replace("_", " ").capitalize())
+    return sorted(seen.items())
 
 
 def approvals_can_view(*, user: Any) -> bool:
@@ -159,6 +206,9 @@ class Checks:
     ran: bool  # False while the call is still being checked, or for calls from before checks
     items: list[dict[str, Any]]
     note: str = ""
+    at: datetime | None = None
+    phase: str = ""  # proposal, approval or execution
+    error: str = ""  # why the last try could not check
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -166,16 +216,22 @@ class Checks:
 
 
 def tool_call_checks(*, tool_call: ToolCall) -> Checks:
-    """Return the policy checks run before review, and the note they left for the reviewer."""
+    """Return the latest checks of a proposal, when and where they ran, and their note."""
     event = (
-        AuditEvent.objects.filter(tool_call=tool_call, kind__in=["tool.checked", "tool.blocked"])
+        AuditEvent.objects.filter(tool_call=tool_call, kind="proposal.checked")
         .order_by("-created_at", "-id")
         .first()
     )
+    proposal = Proposal.objects.filter(pk=tool_call.pk).first()
+    if proposal is None or proposal.checked_at is None:
+        return Checks(ran=False, items=list(tool_call.checks or []))
     return Checks(
-        ran=tool_call.checks is not None,
-        items=list(tool_call.checks or []),
+        ran=True,
+        items=list(proposal.checks),
         note=event.message if event else "",
+        at=proposal.checked_at,
+        phase=proposal.checked_in,
+        error=proposal.check_error,
     )
 
 

@@ -15,6 +15,18 @@ def tool_call_execute_task(tool_call_id: int) -> None:
     services.tool_call_execute(tool_call_id=tool_call_id)
 
 
+def proposal_notices_task(tool_call_id: int) -> str:
+    from agents.notices import proposal_notices_sync
+
+    return proposal_notices_sync(tool_call_id=tool_call_id)
+
+
+def slack_decision_task(interaction_id: int) -> str:
+    from agents.interactions import slack_decision_handle
+
+    return slack_decision_handle(interaction_id=interaction_id)
+
+
 def agents_sweep_task() -> str:
     report = services.agents_sweep()
     return (

@@ -43,7 +43,7 @@ def main() -> None:
 
     from agents import llm
     from agents.models import ToolCall
-    from agents.services import run_start, tool_call_approve
+    from agents.services import proposal_approve, run_start
     from tests.factories.users import user_create
     from tests.fakes.anthropic import FakeAnthropic
     from tests.toolbox.models import Widget
@@ -79,7 +79,7 @@ def main() -> None:
         started = time.perf_counter()
         run = run_start(toolset="toolbox", user_message="Ship one gear to 1 Main St.")
         worker.drain()
-        tool_call_approve(tool_call_id=ToolCall.objects.get(tool_use_id=ship_id).pk, user=approver)
+        proposal_approve(tool_call_id=ToolCall.objects.get(tool_use_id=ship_id).pk, user=approver)
         worker.drain()
         timings.append(time.perf_counter() - started)
         queries.append(len(connection.queries))

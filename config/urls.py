@@ -11,4 +11,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("hooks/", include("support.urls")),
     path("hooks/github/", include("sre.urls")),
+    path("hooks/slack/", include("agents.urls")),
 ]

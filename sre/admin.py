@@ -7,21 +7,14 @@ Admin actions call services; they hold no logic.
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from agents.admin.base import LeanListMixin
 from agents.services.errors import InvalidTransition
 from sre import selectors, services
-from sre.diffs import diff_lines, diff_styles
 from sre.models import Incident, LogSource, PatchProposal, Spike, TrafficWindow
-from sre.services.patches import PERMISSION as PATCH_PERMISSION
-from sre.services.patches import patch_approve, patch_reject
 
 
 class ReadOnlyMixin:
@@ -262,93 +255,47 @@ class TrafficWindowAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(PatchProposal)
 class PatchProposalAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    """Read-only; the review page approves or rejects through sre.services.patches."""
+    """Read-only; a patch is reviewed and decided on its proposal's review page."""
 
-    list_display = ("__str__", "status", "incident", "review_link", "pr_url", "created_at")
-    list_filter = ("status",)
-    list_select_related = ("incident",)
-    fields = (
-        "incident",
-        "status",
-        "status_reason",
-        "title",
-        "root_cause",
-        "scratchpad_text",
-        "diff_text",
-        "checks_text",
-        "branch",
-        "commit",
-        "pr_url",
-        "decided_by",
-        "reject_reason",
-    )
-    readonly_fields = fields
+    list_display = ("__str__", "state", "incident", "review_link", "pr_url", "created_at")
+    list_filter = ("tool_call__status", "pr_state")
+    list_select_related = ("incident", "tool_call__proposal")
 
-    @admin.display(description="Claude's scratchpad")
-    def scratchpad_text(self, obj: PatchProposal) -> str:
-        return _pre(obj.scratchpad)
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("tool_call__proposal__approvals")
 
-    @admin.display(description="Diff")
-    def diff_text(self, obj: PatchProposal) -> str:
-        return _pre(obj.diff)
-
-    @admin.display(description="Checks")
-    def checks_text(self, obj: PatchProposal) -> str:
-        return _pre(
-            "\n".join(
-                f"{'PASS' if c['passed'] else 'FAIL'} {c['name']}"
-                + (f": {c['detail']}" if c.get("detail") else "")
-                for c in obj.checks
-            )
-        )
+    @admin.display(description="where it stands")
+    def state(self, obj: PatchProposal) -> str:
+        return obj.get_status_display()
 
     @admin.display(description="Review")
     def review_link(self, obj: PatchProposal) -> str:
-        url = reverse("admin:sre_patchproposal_review", args=[obj.pk])
-        return format_html('<a class="button" href="{}">Review</a>', url)
+        url = reverse("admin:agents_toolcall_review", args=[obj.tool_call_id])
+        return format_html(
+            '<a class="button" href="{}">{}</a>', url, "Review" if obj.is_open else "Open"
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return self._review(request, object_id)
 
     def get_urls(self):
         review = path(
-            "<int:patch_id>/review/",
+            "<str:patch_id>/review/",
             self.admin_site.admin_view(self.review_view),
             name="sre_patchproposal_review",
         )
         return [review, *super().get_urls()]
 
-    def review_view(self, request: HttpRequest, patch_id: int) -> HttpResponse:
-        """The diff, the evidence and the checks; Approve or Reject with a reason."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        patch = get_object_or_404(
-            PatchProposal.objects.select_related("incident", "tool_call__run", "decided_by"),
-            pk=patch_id,
+    def review_view(self, request: HttpRequest, patch_id: str) -> HttpResponse:
+        return self._review(request, patch_id)
+
+    def _review(self, request: HttpRequest, patch_id: str) -> HttpResponse:
+        call_id = (
+            PatchProposal.objects.filter(pk=int(patch_id) if str(patch_id).isdigit() else 0)
+            .values_list("tool_call_id", flat=True)
+            .first()
         )
-        if request.method == "POST":
-            try:  # the services check the permission again
-                if "approve" in request.POST:
-                    with transaction.atomic():
-                        patch_approve(patch_id=patch.pk, user=request.user)
-                    messages.success(request, f"Patch #{patch.pk} approved: it is being published.")
-                else:
-                    with transaction.atomic():
-                        patch_reject(
-                            patch_id=patch.pk,
-                            user=request.user,
-                            reason=request.POST.get("reason", ""),
-                        )
-                    messages.success(request, f"Patch #{patch.pk} rejected; Claude is told why.")
-            except (InvalidTransition, PermissionDenied) as error:
-                messages.error(request, str(error))
-            return HttpResponseRedirect(request.path)
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": f"Review patch #{patch.pk}",
-            "patch": patch,
-            "incident": patch.incident,
-            "diff_lines": diff_lines(patch.diff),
-            "diff_styles": diff_styles(),
-            "can_decide": patch.status == PatchProposal.Status.PROPOSED
-            and request.user.has_perm(PATCH_PERMISSION),
-        }
-        return TemplateResponse(request, "sre/patch_review.html", context)
+        if call_id is None:
+            messages.error(request, f"There is no patch #{patch_id}.")
+            return HttpResponseRedirect(reverse("admin:sre_patchproposal_changelist"))
+        return HttpResponseRedirect(reverse("admin:agents_toolcall_review", args=[call_id]))

@@ -7,9 +7,10 @@ groups occurrences by fingerprint; its status changes only in `sre.services.inci
 data: it is shown escaped and, later, sent to Claude only through the redaction step.
 """
 
-from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+from agents.models import ProposalRecord
 
 
 class LogSource(models.Model):
@@ -267,13 +268,17 @@ class AgentTrigger(models.Model):
         return f"{self.get_outcome_display()} for incident #{self.incident_id}"
 
 
-class PatchProposal(models.Model):
-    """A diff the SRE agent proposed with create_pull_request, from review to merged or closed.
+class PatchProposal(ProposalRecord):
+    """A diff the SRE agent proposed with create_pull_request, and what publishing it made.
 
-    Its status changes only in `sre.services.patches` and `sre.services.publishing`.
+    Where it stands (checked, waiting for review, approved, publishing, rejected, expired...) is
+    its tool call's: `status` reads it in the watchdog's words, with GitHub's later word on the
+    pull request. It keeps the reviewed diff and the facts of its publishing: the branch, the
+    commit, the pull request.
     """
 
     class Status(models.TextChoices):
+        CHECKING = "checking", "Being checked"
         PROPOSED = "proposed", "Waiting for review"
         BLOCKED = "blocked", "Blocked by its checks"
         APPROVED = "approved", "Approved"
@@ -284,38 +289,32 @@ class PatchProposal(models.Model):
         REJECTED = "rejected", "Rejected"
         MERGED = "merged", "Merged"
         CLOSED = "closed", "Closed unmerged"
+        EXPIRED = "expired", "Expired"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class PullRequest(models.TextChoices):
+        NONE = "", "No pull request"
+        OPEN = "open", "Open"
+        MERGED = "merged", "Merged"
+        CLOSED = "closed", "Closed unmerged"
 
     incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="patches")
-    tool_call = models.OneToOneField(
-        "agents.ToolCall", on_delete=models.PROTECT, related_name="patch_proposal"
-    )
-    title = models.CharField(max_length=300)
-    root_cause = models.TextField()
     scratchpad = models.TextField(
         blank=True, help_text="Claude's reasoning in the reply that proposed the patch."
     )
     diff = models.TextField(blank=True)
     changed_files = models.JSONField(default=list, blank=True)
     base_commit = models.CharField(max_length=64, blank=True)
-    checks = models.JSONField(default=list, blank=True)
-    status = models.CharField(max_length=16, choices=Status, default=Status.PROPOSED, db_index=True)
-    status_reason = models.TextField(blank=True)
-    decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    decided_at = models.DateTimeField(null=True, blank=True)
-    reject_reason = models.TextField(blank=True)
     branch = models.CharField(max_length=255, blank=True)
     commit = models.CharField(max_length=64, blank=True)
     pushed = models.BooleanField(default=False)
     pr_number = models.PositiveIntegerField(null=True, blank=True)
     pr_url = models.URLField(max_length=500, blank=True)
-    slack_ts = models.CharField(max_length=32, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    pr_state = models.CharField(max_length=16, choices=PullRequest, blank=True, default="")
+    notes = models.TextField(blank=True, help_text="What publishing did, and what it could not.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     published_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -323,3 +322,40 @@ class PatchProposal(models.Model):
 
     def __str__(self) -> str:
         return f"Patch #{self.pk} for incident #{self.incident_id}: {self.title}"
+
+    @property
+    def title(self) -> str:
+        return self.tool_call.input_proposed.get("title", "")
+
+    @property
+    def root_cause(self) -> str:
+        return self.tool_call.input_proposed.get("root_cause", "")
+
+    @property
+    def status(self) -> str:
+        """Where it stands, read from its proposal; once published, the pull request's state."""
+        state = self.state
+        if state == self.proposal.State.DONE:
+            return {
+                self.PullRequest.OPEN: self.Status.PR_OPEN,
+                self.PullRequest.MERGED: self.Status.MERGED,
+                self.PullRequest.CLOSED: self.Status.CLOSED,
+            }.get(self.pr_state, self.Status.PUBLISHED)
+        return _PATCH_STATES[state]
+
+    def get_status_display(self) -> str:
+        return self.Status(self.status).label
+
+
+_PATCH_STATES = {
+    "checking": PatchProposal.Status.CHECKING,
+    "waiting": PatchProposal.Status.PROPOSED,
+    "second_approval": PatchProposal.Status.PROPOSED,
+    "approved": PatchProposal.Status.APPROVED,
+    "running": PatchProposal.Status.PUBLISHING,
+    "failed": PatchProposal.Status.FAILED,
+    "rejected": PatchProposal.Status.REJECTED,
+    "blocked": PatchProposal.Status.BLOCKED,
+    "expired": PatchProposal.Status.EXPIRED,
+    "cancelled": PatchProposal.Status.CANCELLED,
+}

@@ -11,15 +11,14 @@ import contextlib
 from pathlib import Path
 
 from django.conf import settings
-from django.urls import reverse
 from pydantic import BaseModel, Field
 
 from agents.models import AgentRun
+from agents.notices import notice_send
 from agents.prompts import prompt_register
-from agents.registry import Check as PolicyCheck
 from agents.registry import (
     Escalate,
-    Preparation,
+    ProposalType,
     Tool,
     ToolContext,
     ToolError,
@@ -31,16 +30,24 @@ from sre.models import Incident, PatchProposal
 from sre.services import patches
 from sre.services.code import incident_scratch, text_redact
 from sre.services.incidents import SUBJECT_TYPE, incident_escalate
-from sre.services.publishing import patch_publish, slack_notice
+from sre.services.publishing import incident_url, patch_publish
 from sre.workspace import EditRefused, PathRefused, code_search, file_read
 
 TOOLSET = "sre"
 
 
+# More lines than any source file has: the bound keeps a line number a number.
+LINE_MAX = 10_000_000
+
+
 class ReadFile(BaseModel):
     path: str = Field(min_length=1, max_length=1000, description="Repository-relative path.")
-    start_line: int | None = Field(default=None, ge=1, description="First line (1-based).")
-    end_line: int | None = Field(default=None, ge=1, description="Last line, inclusive.")
+    start_line: int | None = Field(
+        default=None, ge=1, le=LINE_MAX, description="First line (1-based)."
+    )
+    end_line: int | None = Field(
+        default=None, ge=1, le=LINE_MAX, description="Last line, inclusive."
+    )
 
 
 class SearchCode(BaseModel):
@@ -116,27 +123,8 @@ def edit_file(context: ToolContext, value: EditFile) -> str:
     )
 
 
-def create_pull_request_prepare(context: ToolContext, value: CreatePullRequest) -> Preparation:
-    """Record the diff as a proposal and run its checks; no diff or no clean apply blocks."""
-    incident = _incident(context)
-    patch = patches.patch_propose(
-        incident_id=incident.pk,
-        tool_call=context.tool_call,
-        title=value.title,
-        root_cause=value.root_cause,
-    )
-    checks = [
-        PolicyCheck(c["name"], c["passed"], text_redact(c["detail"])[-1000:], c["hard"])
-        for c in patch.checks
-    ]
-    return Preparation(
-        checks=checks, note=f"Patch #{patch.pk}: {', '.join(patch.changed_files) or 'no changes'}."
-    )
-
-
 def create_pull_request(context: ToolContext, value: CreatePullRequest) -> dict:
-    patch = PatchProposal.objects.get(tool_call=context.tool_call)
-    return patch_publish(patch_id=patch.pk)
+    return patch_publish(patch_id=context.record.pk)
 
 
 def escalate_to_human(context: ToolContext, value: EscalateToHuman) -> Escalate:
@@ -145,21 +133,16 @@ def escalate_to_human(context: ToolContext, value: EscalateToHuman) -> Escalate:
         incident_escalate(incident_id=incident.pk, reason=f"The SRE agent: {value.reason}")
     note = "Handed over to a person."
     try:
-        if slack_notice(
-            incident_id=incident.pk,
+        if notice_send(
+            key=f"escalation:{context.tool_call.tool_use_id}",
+            tool_name="escalate_to_human",
             text=f"Incident #{incident.pk} ({incident.title}) needs a person: {value.reason}",
+            link=incident_url(incident.pk),
         ):
             note += " On-call was told on Slack."
     except Exception as error:  # a Slack outage must not keep the incident from a person
         note += f" The Slack notice failed: {error}"
     return Escalate(reason=value.reason, content=note)
-
-
-def patch_review_url(call) -> str | None:
-    patch_id = (
-        PatchProposal.objects.filter(tool_call_id=call.pk).values_list("pk", flat=True).first()
-    )
-    return reverse("admin:sre_patchproposal_review", args=[patch_id]) if patch_id else None
 
 
 def run_status_changed(run: AgentRun) -> None:
@@ -220,11 +203,21 @@ def register() -> Toolset:
             "reviews the diff and the checks before anything is pushed.",
             CreatePullRequest,
             create_pull_request,
-            approval_permission=patches.PERMISSION,
+            proposal=ProposalType(
+                permission=patches.PERMISSION,
+                model=PatchProposal,
+                gather=patches.patch_gather,
+                propose=patches.patch_propose,
+                check=patches.patch_check,
+                summary=patches.patch_summary,
+                on_wait=patches.patch_on_wait,
+                on_close=patches.patch_on_close,
+                template="sre/_patch_evidence.html",
+                context=patches.patch_review_context,
+                editable=False,  # approved as proposed; a rejection asks for another
+                outcome=patches.patch_outcome,
+            ),
             idempotent=True,  # every publishing step finds what an earlier attempt made
-            prepare=create_pull_request_prepare,
-            authorize=patches.patch_authorize,
-            review_url=patch_review_url,
         )
     )
     toolset.add(

@@ -14,11 +14,6 @@ class SupportConfig(AppConfig):
         tools.register()
         live_part_register(gateway_label)
         schedule_register(
-            name="support: expire undecided refunds",
-            func="support.tasks.refunds_expire_task",
-            minutes_setting="AGENTS_SWEEP_MINUTES",
-        )
-        schedule_register(
             name="support: poll the IMAP mailbox",
             func="support.tasks.imap_poll_task",
             minutes_setting="IMAP_POLL_MINUTES",

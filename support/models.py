@@ -11,6 +11,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from agents.models import ProposalRecord
+
 
 class Ticket(models.Model):
     class Status(models.TextChoices):
@@ -159,10 +161,18 @@ class CustomerAlias(models.Model):
         return self.email
 
 
-class Refund(models.Model):
-    """One refund Claude proposed, from its policy checks to Stripe's final word."""
+class Refund(ProposalRecord):
+    """What a proposed refund would refund, and what the payments service made of it.
+
+    Where it stands (checking, waiting for one or two approvals, approved, sent, rejected,
+    expired...) is its tool call's: the refund keeps no status column. `status` reads it in the
+    support desk's words, with the payments service's last word once it was sent. The amount,
+    address and reason are the call's input (as edited, if it was); the server adds the charge
+    it picked, and the facts of the effect once it ran.
+    """
 
     class Status(models.TextChoices):
+        CHECKING = "checking", "Being checked"
         PROPOSED = "proposed", "Proposed"
         BLOCKED = "blocked", "Blocked by policy"
         AWAITING_SECOND_APPROVAL = "awaiting_second_approval", "Awaiting a second approval"
@@ -173,57 +183,56 @@ class Refund(models.Model):
         FAILED = "failed", "Failed"
         REJECTED = "rejected", "Rejected"
         EXPIRED = "expired", "Expired"
-
-    OPEN = (Status.PROPOSED, Status.AWAITING_SECOND_APPROVAL)
-    IN_FLIGHT = (Status.APPROVED, Status.SUBMITTING, Status.PENDING)
+        CANCELLED = "cancelled", "Cancelled"
 
     ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="refunds")
-    tool_call = models.OneToOneField(
-        "agents.ToolCall", on_delete=models.PROTECT, related_name="refund"
-    )
-    customer_email = models.CharField(max_length=320, help_text="As Claude proposed it.")
     customer_id = models.CharField(max_length=100, blank=True)
     charge_id = models.CharField(max_length=100, blank=True, db_index=True)
     currency = models.CharField(max_length=3, blank=True)
-    amount_proposed = models.PositiveIntegerField(help_text="Cents, as Claude proposed.")
-    amount = models.PositiveIntegerField(help_text="Cents to refund (after any edit).")
-    reason = models.TextField()
     stripe_reason = models.CharField(max_length=32)
     refundable_at_proposal = models.PositiveIntegerField(null=True, blank=True)
-    checks = models.JSONField(default=list, blank=True)
-    status = models.CharField(max_length=32, choices=Status, default=Status.PROPOSED, db_index=True)
-    status_reason = models.TextField(blank=True)
     # Fixed before the first attempt: every retry sends the same key, so Stripe refunds once.
     idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    first_approved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    first_approved_at = models.DateTimeField(null=True, blank=True)
-    approved_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    approved_at = models.DateTimeField(null=True, blank=True)
-    rejected_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    rejected_at = models.DateTimeField(null=True, blank=True)
-    reject_reason = models.TextField(blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     gateway = models.CharField(max_length=16, blank=True, help_text="stripe or sandbox")
     provider_refund_id = models.CharField(max_length=100, blank=True, db_index=True)
-    provider_status = models.CharField(max_length=32, blank=True)
+    provider_status = models.CharField(
+        max_length=32, blank=True, help_text="The payments service's word: pending, succeeded..."
+    )
     failure_message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
         permissions = [("approve_refund", "Can approve or reject refunds")]
 
+    # Statuses of the payments service after which no money moves (or it moved back).
+    PROVIDER_FAILED = ("failed", "canceled")
+
     def __str__(self) -> str:
-        return f"Refund #{self.pk}: {self.amount / 100:.2f} {self.currency.upper()} ({self.status})"
+        return f"Refund #{self.pk}: {self.amount / 100:.2f} {self.currency.upper()}"
+
+    @property
+    def input(self) -> dict:
+        return self.tool_call.effective_input
+
+    @property
+    def amount(self) -> int:
+        return self.input["amount"]
+
+    @property
+    def amount_proposed(self) -> int:
+        return self.tool_call.input_proposed["amount"]
+
+    @property
+    def customer_email(self) -> str:
+        return self.input["customer_email"]
+
+    @property
+    def reason(self) -> str:
+        return self.input["reason"]
 
     @property
     def needs_second_approval(self) -> bool:
@@ -231,16 +240,58 @@ class Refund(models.Model):
 
         return self.amount > django_settings.SUPPORT_TWO_PERSON_THRESHOLD_CENTS
 
+    @property
+    def status(self) -> str:
+        """Where it stands, read from its proposal; once sent, the payments service's word."""
+        state = self.state
+        if state == self.proposal.State.DONE:
+            if self.provider_status in self.PROVIDER_FAILED:
+                return self.Status.FAILED
+            if self.provider_status in ("pending", "requires_action"):
+                return self.Status.PENDING
+            return self.Status.SUCCEEDED
+        return _REFUND_STATES[state]
 
-class ReplyDraft(models.Model):
-    """A reply to the customer, drafted by Claude or staff; a person sends it."""
+    def get_status_display(self) -> str:
+        return self.Status(self.status).label
+
+
+_REFUND_STATES = {
+    "checking": Refund.Status.CHECKING,
+    "waiting": Refund.Status.PROPOSED,
+    "second_approval": Refund.Status.AWAITING_SECOND_APPROVAL,
+    "approved": Refund.Status.APPROVED,
+    "running": Refund.Status.SUBMITTING,
+    "failed": Refund.Status.FAILED,
+    "rejected": Refund.Status.REJECTED,
+    "blocked": Refund.Status.BLOCKED,
+    "expired": Refund.Status.EXPIRED,
+    "cancelled": Refund.Status.CANCELLED,
+}
+
+
+class ReplyDraft(ProposalRecord):
+    """A reply to the customer: Claude's proposal (reply_to_customer), or staff's own words.
+
+    A reply Claude drafted is a proposal: whether it may go out is its tool call's (approved,
+    edited then approved, or rejected), read through `state`. `status` says only how the
+    delivery went: not sent yet, sending (claimed, outcome not yet recorded), sent. Staff's own
+    replies have no tool call: the person who writes one is the one who countersigns it.
+    """
 
     class Status(models.TextChoices):
-        DRAFT = "draft", "Draft"
+        DRAFT = "draft", "Not sent"
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         DISCARDED = "discarded", "Discarded"
 
+    tool_call = models.OneToOneField(
+        "agents.ToolCall",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="support_replydraft",
+    )
     ticket = models.ForeignKey(Ticket, on_delete=models.PROTECT, related_name="drafts")
     body = models.TextField()
     drafted_by_run = models.ForeignKey(

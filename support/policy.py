@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import Q
 from django.utils import timezone
 
+from agents.models import ToolCall
 from agents.registry import Check
 from support.models import Refund, Ticket
 from support.payments import Charge, Customer
@@ -54,6 +55,54 @@ class Assessment:
         return any(c.hard and not c.passed for c in self.checks)
 
 
+TC = ToolCall.Status
+
+
+def refunds_committed(*, customer_email: str = "", charge_id: str = "", exclude: int | None = None):
+    """Countersign's refunds a person has approved (at least once) that may still move money.
+
+    Approved and waiting for a second approval, queued, being sent, or sent and not failed at
+    the payments service: what the daily cap and a charge's refundable amount must count even
+    before the payments service shows them.
+    """
+    refunds = Refund.objects.select_related("tool_call").filter(
+        Q(tool_call__status__in=(TC.QUEUED, TC.EXECUTING))
+        | Q(tool_call__status=TC.AWAITING_APPROVAL, tool_call__proposal__approvals__isnull=False)
+        | (Q(tool_call__status=TC.SUCCEEDED) & ~Q(provider_status__in=Refund.PROVIDER_FAILED))
+    )
+    if customer_email:
+        refunds = refunds.filter(ticket__customer_email=customer_email)
+    if charge_id:
+        refunds = refunds.filter(charge_id=charge_id)
+    if exclude:
+        refunds = refunds.exclude(pk=exclude)
+    return list(refunds.distinct())
+
+
+def refunds_open_on(
+    *, charge_id: str = "", customer_email: str = "", exclude: int | None = None
+) -> list[Refund]:
+    """Refunds (of a charge, or a customer) undecided, on their way, or pending at the bank."""
+    refunds = Refund.objects.select_related("tool_call").filter(
+        Q(
+            tool_call__status__in=(
+                TC.PREPARING,
+                TC.AWAITING_APPROVAL,
+                TC.QUEUED,
+                TC.EXECUTING,
+            )
+        )
+        | Q(tool_call__status=TC.SUCCEEDED, provider_status__in=("pending", "requires_action")),
+    )
+    if charge_id:
+        refunds = refunds.filter(charge_id=charge_id)
+    if customer_email:
+        refunds = refunds.filter(ticket__customer_email=customer_email)
+    if exclude:
+        refunds = refunds.exclude(pk=exclude)
+    return list(refunds)
+
+
 def refund_assess(
     *,
     ticket: Ticket,
@@ -62,9 +111,15 @@ def refund_assess(
     aliases: list[str],
     customer: Customer | None,
     charges: list[Charge],
-    exclude_refund_id: int | None = None,
+    refund: Refund | None = None,
 ) -> Assessment:
-    """Evaluate every rule for `amount` cents against the customer's live charges."""
+    """Evaluate every rule for `amount` cents against the customer's live charges.
+
+    With no `refund` yet (a new proposal) the server picks the charge; afterwards the refund's
+    own charge is judged again, as the payments service sees it now, together with the refunds
+    Countersign has approved but the payments service may not show yet.
+    """
+    exclude = refund.pk if refund is not None else None
     checks = [email_check(proposed=proposed_email, ticket=ticket, aliases=aliases)]
     if customer is None:
         checks.append(
@@ -75,26 +130,35 @@ def refund_assess(
     checks.append(
         Check(
             "amount is a positive whole number of cents",
-            isinstance(amount, int) and amount > 0,
+            isinstance(amount, int) and not isinstance(amount, bool) and amount > 0,
             f"{amount} cents",
             hard=True,
         )
     )
-    open_refunds = Refund.objects.filter(status__in=Refund.OPEN + Refund.IN_FLIGHT)
-    if exclude_refund_id:
-        open_refunds = open_refunds.exclude(pk=exclude_refund_id)
-    busy = set(open_refunds.values_list("charge_id", flat=True))
-    charge = charge_choose(charges=charges, amount=amount, busy=busy)
+    if refund is None:
+        busy = {r.charge_id for r in refunds_open_on(customer_email=ticket.customer_email)}
+        charge = charge_choose(charges=charges, amount=amount, busy=busy)
+    else:
+        charge = next((c for c in charges if c.id == refund.charge_id), None)
     if charge is None:
         refundable = [c for c in charges if c.amount_refundable > 0]
-        detail = (
-            "No charge has anything left to refund."
-            if not refundable
-            else "No single charge can cover it: "
-            + ", ".join(f"{c.id} has {c.amount_refundable} refundable" for c in refundable)
-        )
+        if refund is not None and refund.charge_id:
+            detail = f"The charge {refund.charge_id} is no longer among the customer's charges."
+        elif not refundable:
+            detail = "No charge has anything left to refund."
+        else:
+            detail = "No single charge can cover it: " + ", ".join(
+                f"{c.id} has {c.amount_refundable} refundable" for c in refundable
+            )
         checks.append(Check("refundable charge", False, detail, hard=True))
         return Assessment(checks, customer, None)
+    own = _own_at_gateway(charge, refund)
+    unreflected = sum(
+        r.amount
+        for r in refunds_committed(charge_id=charge.id, exclude=exclude)
+        if r.provider_refund_id not in {x.id for x in charge.refunds}
+    )
+    refundable_now = charge.amount_refundable + own - unreflected
     checks.append(
         Check(
             "refundable charge",
@@ -105,14 +169,12 @@ def refund_assess(
             hard=True,
         )
     )
-    checks.append(
-        Check(
-            "not more than is refundable",
-            amount <= charge.amount_refundable,
-            f"{amount} of {charge.amount_refundable} cents",
-            hard=True,
-        )
-    )
+    detail = f"{amount} of {refundable_now} cents"
+    if unreflected:
+        detail += f" ({unreflected} approved here and not yet shown by the payments service)"
+    if own:
+        detail += " (this refund is already at the payments service)"
+    checks.append(Check("not more than is refundable", amount <= refundable_now, detail, hard=True))
     checks.append(
         Check(
             "no open dispute",
@@ -121,8 +183,16 @@ def refund_assess(
             hard=True,
         )
     )
-    pending_at_gateway = [r for r in charge.refunds if r.status == "pending"]
-    other_pending = charge.id in busy or bool(pending_at_gateway)
+    mine = {refund.provider_refund_id} if refund is not None else set()
+    pending_at_gateway = [
+        r
+        for r in charge.refunds
+        if r.status == "pending"
+        and r.id not in mine
+        and (refund is None or r.metadata.get("countersign_refund") != str(refund.pk))
+    ]
+    other_open = refunds_open_on(charge_id=charge.id, exclude=exclude)
+    other_pending = bool(pending_at_gateway or other_open)
     checks.append(
         Check(
             "no other refund pending on the charge",
@@ -140,13 +210,18 @@ def refund_assess(
             hard=True,
         )
     )
-    today = _refunded_today(customer_email=ticket.customer_email, exclude=exclude_refund_id)
+    since = timezone.now() - timedelta(hours=24)
+    today = sum(
+        r.amount
+        for r in refunds_committed(customer_email=ticket.customer_email, exclude=exclude)
+        if r.created_at >= since
+    )
     daily = settings.SUPPORT_REFUND_DAILY_MAX_CENTS
     checks.append(
         Check(
             "per-customer daily cap",
             today + amount <= daily,
-            f"{today} already in the last 24 hours + {amount} of at most {daily} cents "
+            f"{today} approved in the last 24 hours + {amount} of at most {daily} cents "
             "(SUPPORT_REFUND_DAILY_MAX_CENTS)",
             hard=True,
         )
@@ -164,6 +239,19 @@ def refund_assess(
     return Assessment(checks, customer, charge)
 
 
+def _own_at_gateway(charge: Charge, refund: Refund | None) -> int:
+    """Cents of this very refund that the payments service already counts (a retried send)."""
+    if refund is None:
+        return 0
+    mine = [
+        r
+        for r in charge.refunds
+        if (r.id and r.id == refund.provider_refund_id)
+        or r.metadata.get("countersign_refund") == str(refund.pk)
+    ]
+    return sum(r.amount for r in mine if r.status not in Refund.PROVIDER_FAILED)
+
+
 def charge_choose(*, charges: list[Charge], amount: int, busy: set[str]) -> Charge | None:
     """The newest charge that can cover the amount, preferring ones with no refund open."""
     candidates = [c for c in charges if c.amount_refundable >= amount > 0]
@@ -173,19 +261,3 @@ def charge_choose(*, charges: list[Charge], amount: int, busy: set[str]) -> Char
         key=lambda c: (c.id in busy or c.disputed, -(c.created.timestamp() if c.created else 0))
     )
     return candidates[0]
-
-
-def _refunded_today(*, customer_email: str, exclude: int | None) -> int:
-    since = timezone.now() - timedelta(hours=24)
-    counted = Refund.objects.filter(
-        ticket__customer_email=customer_email,
-        created_at__gte=since,
-        status__in=(
-            *Refund.IN_FLIGHT,
-            Refund.Status.SUCCEEDED,
-            Refund.Status.AWAITING_SECOND_APPROVAL,
-        ),
-    )
-    if exclude:
-        counted = counted.exclude(pk=exclude)
-    return counted.aggregate(total=Sum("amount"))["total"] or 0

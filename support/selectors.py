@@ -45,33 +45,22 @@ def message_thread_parent(*, message_ids: Iterable[str]) -> Message | None:
 # --- the console: refunds, replies and runs --------------------------------------------------
 
 
-def refund_queue_list() -> QuerySet[Refund]:
-    """Refunds waiting for a person's decision, oldest first."""
-    return (
-        Refund.objects.filter(status__in=Refund.OPEN)
-        .select_related("ticket", "first_approved_by")
-        .order_by("created_at", "id")
-    )
-
-
-def refund_pending_count() -> int:
-    return Refund.objects.filter(status__in=Refund.OPEN).count()
+# A refund's state and amount are its tool call's: lists load the call and its proposal.
+REFUND_RELATED = ("ticket", "tool_call__proposal")
 
 
 def refund_get(*, refund_id: int) -> Refund:
-    """One refund with everything its review page shows beside it."""
-    return Refund.objects.select_related(
-        "ticket",
-        "tool_call__run",
-        "first_approved_by",
-        "approved_by",
-        "rejected_by",
-    ).get(pk=refund_id)
+    return Refund.objects.select_related(*REFUND_RELATED, "tool_call__run").get(pk=refund_id)
 
 
 def refund_list_of_customer(*, customer_email: str, exclude_id: int | None = None):
     """The refunds Countersign proposed for this customer address, newest first."""
-    refunds = Refund.objects.filter(ticket__customer_email=customer_email).select_related("ticket")
+    refunds = (
+        Refund.objects.filter(ticket__customer_email=customer_email)
+        .select_related(*REFUND_RELATED)
+        .defer("tool_call__result")
+        .prefetch_related("tool_call__proposal__approvals")
+    )
     if exclude_id is not None:
         refunds = refunds.exclude(pk=exclude_id)
     return refunds.order_by("-created_at", "-id")
@@ -115,8 +104,9 @@ def ticket_runs(*, ticket_id: int) -> QuerySet[AgentRun]:
 def ticket_drafts(*, ticket_id: int) -> QuerySet[ReplyDraft]:
     return (
         ReplyDraft.objects.filter(ticket_id=ticket_id)
-        .select_related("sent_by", "message")
-        .defer("message__raw")
+        .select_related("sent_by", "message", "tool_call__proposal")
+        .defer("message__raw", "tool_call__result")
+        .prefetch_related("tool_call__proposal__approvals")
         .order_by("created_at", "id")
     )
 
@@ -124,7 +114,8 @@ def ticket_drafts(*, ticket_id: int) -> QuerySet[ReplyDraft]:
 def ticket_refunds(*, ticket_id: int) -> QuerySet[Refund]:
     return (
         Refund.objects.filter(ticket_id=ticket_id)
-        .select_related("approved_by", "rejected_by")
+        .select_related(*REFUND_RELATED, "tool_call__decided_by")
+        .prefetch_related("tool_call__proposal__approvals")
         .order_by("created_at", "id")
     )
 

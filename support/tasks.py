@@ -8,12 +8,6 @@ def imap_poll_task() -> str:
     return imap_poll().summary()
 
 
-def refunds_expire_task() -> str:
-    from support.services.refunds import refunds_expire
-
-    return f"refunds expired: {refunds_expire()}"
-
-
 def reply_deliver_task(draft_id: int) -> str:
     """Send one reply the console queued; a repeat delivery sends nothing."""
     from support.services.replies import reply_deliver

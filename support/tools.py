@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from django.db import transaction
-from django.urls import reverse
+from django.conf import settings
 from pydantic import BaseModel, Field
 
 from agents.models import AgentRun
 from agents.prompts import prompt_register
 from agents.registry import (
+    Check,
     Escalate,
     Preparation,
+    ProposalType,
+    RetryLater,
     Tool,
     ToolContext,
     ToolError,
@@ -21,8 +25,16 @@ from agents.registry import (
 )
 from support import policy
 from support.models import CustomerAlias, Refund, ReplyDraft, Ticket
-from support.payments import gateway_get, refund_reason
+from support.payments import Charge, Customer, PaymentsUnavailable, gateway_get, refund_reason
+from support.payments.types import money
+from support.review import (
+    RefundEditForm,
+    ReplyEditForm,
+    refund_review_context,
+    reply_review_context,
+)
 from support.services import refunds as refund_services
+from support.services import replies as reply_services
 from support.services.tickets import SUBJECT_TYPE
 
 TOOLSET = "support"
@@ -36,9 +48,15 @@ class ListPayments(BaseModel):
     customer_email: str = Field(description="The customer's email address.")
 
 
+# The most a single Stripe refund can be (8 digits of cents); the policy's caps are lower.
+AMOUNT_MAX = 99_999_999
+
+
 class ProcessRefund(BaseModel):
-    customer_email: str = Field(description="The email address associated with the account.")
-    amount: int = Field(strict=True, gt=0, description="The exact refund amount in cents.")
+    customer_email: str = Field(
+        max_length=320, description="The email address associated with the account."
+    )
+    amount: int = Field(gt=0, le=AMOUNT_MAX, description="The exact refund amount in cents.")
     reason: str = Field(
         min_length=3,
         max_length=500,
@@ -91,55 +109,100 @@ def list_payments(context: ToolContext, value: ListPayments) -> dict:
     return {"customer": customer.id, "charges": [c.as_dict() for c in charges]}
 
 
-def process_refund_prepare(context: ToolContext, value: ProcessRefund) -> Preparation:
-    """Resolve the charge from the ticket's customer and evaluate the refund policy."""
+@dataclass(frozen=True)
+class PaymentsNow:
+    """What the payments service says now about the ticket's customer and their charges."""
+
+    customer: Customer | None
+    charges: list[Charge]
+
+
+def refund_gather(context: ToolContext) -> PaymentsNow:
+    """Read the ticket's customer and charges live; an outage is worth another try."""
     ticket = _ticket(context)
     gateway = gateway_get()
-    customer = gateway.customer_find(ticket.customer_email)
-    charges = gateway.payments_list(customer.id) if customer else []
-    assessment = policy.refund_assess(
+    try:
+        customer = gateway.customer_find(ticket.customer_email)
+        charges = gateway.payments_list(customer.id) if customer else []
+    except PaymentsUnavailable as error:
+        raise RetryLater(f"The payments service did not answer: {error}") from error
+    return PaymentsNow(customer=customer, charges=charges)
+
+
+def _assess(context: ToolContext, refund: Refund | None) -> policy.Assessment:
+    ticket = _ticket(context)
+    value = context.value
+    return policy.refund_assess(
         ticket=ticket,
         proposed_email=value.customer_email,
         amount=value.amount,
         aliases=_aliases(ticket),
-        customer=customer,
-        charges=charges,
+        customer=context.evidence.customer,
+        charges=context.evidence.charges,
+        refund=refund,
     )
+
+
+def refund_propose(context: ToolContext) -> Refund:
+    """Record the refund with the charge the server picked from the ticket's own customer."""
+    assessment = _assess(context, None)
+    charge, customer = assessment.charge, assessment.customer
+    return Refund.objects.create(
+        tool_call=context.tool_call,
+        ticket=_ticket(context),
+        customer_id=customer.id if customer else "",
+        charge_id=charge.id if charge else "",
+        currency=charge.currency if charge else "",
+        stripe_reason=str(refund_reason(context.value.reason)),
+        refundable_at_proposal=charge.amount_refundable if charge else None,
+    )
+
+
+def refund_check(context: ToolContext) -> Preparation:
+    """The refund policy on live data, counting Countersign's refunds not yet at Stripe."""
+    assessment = _assess(context, context.record)
     charge = assessment.charge
-    checks = [c.as_dict() for c in assessment.checks]
-    with transaction.atomic():
-        refund, created = Refund.objects.get_or_create(
-            tool_call=context.tool_call,
-            defaults={
-                "ticket": ticket,
-                "customer_email": value.customer_email,
-                "customer_id": customer.id if customer else "",
-                "charge_id": charge.id if charge else "",
-                "currency": charge.currency if charge else "",
-                "amount_proposed": value.amount,
-                "amount": value.amount,
-                "reason": value.reason,
-                "stripe_reason": str(refund_reason(value.reason)),
-                "refundable_at_proposal": charge.amount_refundable if charge else None,
-                "checks": checks,
-                "status": Refund.Status.BLOCKED if assessment.blocked else Refund.Status.PROPOSED,
-                "status_reason": "A hard policy check failed." if assessment.blocked else "",
-            },
-        )
-        if created:
-            refund_services.refund_audit(refund, refund.status, checks=checks)
     note = (
-        f"Charge {charge.id}: {charge.amount_refundable} of {charge.amount} cents refundable."
+        f"Charge {charge.id}: {charge.amount_refundable} of {charge.amount} cents refundable at "
+        "the payments service now."
         if charge
         else "No charge resolved."
     )
     return Preparation(checks=assessment.checks, note=note)
 
 
+def refund_lock(context: ToolContext) -> str:
+    """One customer's refunds are decided one at a time: the daily cap counts them all."""
+    return _ticket(context).customer_email.casefold()
+
+
+def refund_approvals(context: ToolContext) -> int:
+    return 2 if context.value.amount > settings.SUPPORT_TWO_PERSON_THRESHOLD_CENTS else 1
+
+
+def refund_summary(context: ToolContext) -> str:
+    refund = context.record
+    currency = refund.currency if refund is not None and refund.currency else "usd"
+    ticket = _ticket(context)
+    return (
+        f"{money(context.value.amount, currency)} to {context.value.customer_email} · "
+        f"ticket #{ticket.pk}: {ticket.subject}"
+    )
+
+
+def refund_outcome(refund: Refund, call) -> str:
+    if refund.provider_refund_id:
+        return f"{refund.provider_refund_id}: {refund.get_status_display().lower()}"
+    return refund.failure_message
+
+
+def refund_slack_decidable(refund: Refund) -> bool:
+    return refund.amount <= settings.SUPPORT_SLACK_MAX_CENTS
+
+
 def process_refund(context: ToolContext, value: ProcessRefund) -> dict:
-    refund = Refund.objects.get(tool_call=context.tool_call)
+    refund = context.record
     result = refund_services.refund_submit(refund_id=refund.pk)
-    refund.refresh_from_db()
     return {
         "refund": result.id,
         "status": result.status,
@@ -150,23 +213,66 @@ def process_refund(context: ToolContext, value: ProcessRefund) -> dict:
     }
 
 
-def reply_to_customer(context: ToolContext, value: ReplyToCustomer) -> str:
+def reply_propose(context: ToolContext) -> ReplyDraft:
+    return ReplyDraft.objects.create(
+        tool_call=context.tool_call,
+        ticket=_ticket(context),
+        body=context.tool_call.input_proposed["body"],
+        drafted_by_run=context.run,
+    )
+
+
+def reply_check(context: ToolContext) -> Preparation:
+    """A reply goes to the ticket's sender only, and says something."""
     ticket = _ticket(context)
-    draft = ReplyDraft.objects.create(ticket=ticket, body=value.body, drafted_by_run=context.run)
-    return (
-        f"Draft reply #{draft.pk} saved on ticket #{ticket.pk}. A person reviews and sends it; "
-        "it has not been sent yet."
+    body = context.value.body.strip()
+    answered = ReplyDraft.objects.filter(
+        ticket=ticket, status=ReplyDraft.Status.SENT, sent_at__gt=ticket_last_in(ticket)
+    ).exists()
+    return Preparation(
+        checks=[
+            Check(
+                "goes to the ticket's sender only",
+                True,
+                f"To {ticket.customer_email}; no other recipient can be added.",
+                hard=True,
+            ),
+            Check("has text", bool(body), f"{len(body)} characters", hard=True),
+            Check(
+                "no other reply sent since the customer wrote",
+                not answered,
+                "Someone already answered the customer's last message." if answered else "None.",
+            ),
+        ],
+        note=f"To {ticket.customer_email}.",
+    )
+
+
+def ticket_last_in(ticket: Ticket) -> datetime:
+    last = ticket.messages.filter(direction="in").order_by("-received_at").first()
+    return last.received_at if last else ticket.created_at
+
+
+def reply_summary(context: ToolContext) -> str:
+    ticket = _ticket(context)
+    first = " ".join(context.value.body.split())[:120]
+    return f"Reply to {ticket.customer_email} · ticket #{ticket.pk}: “{first}”"
+
+
+def reply_outcome(draft: ReplyDraft, call) -> str:
+    if draft.status == ReplyDraft.Status.SENT and draft.message_id:
+        return f"sent to {draft.ticket.customer_email}"
+    return draft.error
+
+
+def reply_to_customer(context: ToolContext, value: ReplyToCustomer) -> str:
+    return reply_services.reply_send_approved(
+        draft_id=context.record.pk, body=value.body, user=context.approved_by
     )
 
 
 def escalate_to_human(context: ToolContext, value: EscalateToHuman) -> Escalate:
     return Escalate(reason=value.reason, content="Handed over to a person.")
-
-
-def refund_review_url(call) -> str | None:
-    """Refunds are reviewed on their own page, with the payments and the two-person rule."""
-    refund_id = Refund.objects.filter(tool_call_id=call.pk).values_list("pk", flat=True).first()
-    return reverse("admin:support_refund_review", args=[refund_id]) if refund_id else None
 
 
 def run_status_changed(run: AgentRun) -> None:
@@ -208,19 +314,44 @@ def register() -> Toolset:
             "every refund before it runs; the server picks the charge and checks the policy.",
             ProcessRefund,
             process_refund,
-            approval_permission=refund_services.PERMISSION,
+            proposal=ProposalType(
+                permission=refund_services.PERMISSION,
+                model=Refund,
+                gather=refund_gather,
+                propose=refund_propose,
+                check=refund_check,
+                lock=refund_lock,
+                approvals=refund_approvals,
+                summary=refund_summary,
+                template="support/_refund_evidence.html",
+                context=refund_review_context,
+                edit_form=RefundEditForm,
+                ttl_hours=lambda: settings.SUPPORT_REFUND_EXPIRY_HOURS,
+                slack_decidable=refund_slack_decidable,
+                outcome=refund_outcome,
+            ),
             idempotent=True,  # the refund's idempotency key is fixed before the first attempt
-            prepare=process_refund_prepare,
-            authorize=refund_services.refund_authorize,
-            review_url=refund_review_url,
         )
     )
     toolset.add(
         Tool(
             "reply_to_customer",
-            "Draft a reply to the customer. It is saved for a person to review and send.",
+            "Reply to the customer who wrote the ticket. A person reviews every reply (and may "
+            "edit it) before it is sent.",
             ReplyToCustomer,
             reply_to_customer,
+            proposal=ProposalType(
+                permission=reply_services.PERMISSION,
+                model=ReplyDraft,
+                propose=reply_propose,
+                check=reply_check,
+                summary=reply_summary,
+                template="support/_reply_evidence.html",
+                context=reply_review_context,
+                edit_form=ReplyEditForm,
+                outcome=reply_outcome,
+            ),
+            idempotent=True,  # the draft's claim sends it once, however often this runs
         )
     )
     toolset.add(

@@ -27,3 +27,7 @@ AGENTS_MAX_COST_USD = 1.0
 SUPPORT_SANDBOX_STATE = os.path.join(
     tempfile.mkdtemp(prefix="countersign-sandbox-"), "sandbox-payments.json"
 )
+
+# Notices are tested where they are the subject (tests/agents/test_notices.py); elsewhere the
+# approvers' mail would only add tasks to every queue.
+AGENTS_NOTICE_EMAIL = False

@@ -1,5 +1,5 @@
 """The console's admin for the engine: runs, the audit log, and approvals."""
 
-from agents.admin import audit, runs
+from agents.admin import audit, notices, runs
 
-__all__ = ["audit", "runs"]
+__all__ = ["audit", "notices", "runs"]

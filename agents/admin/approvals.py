@@ -1,70 +1,55 @@
-"""The approvals queue and the review page where a person decides on one tool call."""
+"""The inbox of everything that waits on a person, and the one review page where they decide.
+
+Every consequential tool's proposals are reviewed here: the page shows the domain's evidence
+(the template its proposal type declares), the latest checks and when they ran, the exact call
+and Claude's reasoning, and offers approve, edit then approve, or reject. The services decide;
+this page turns their refusals into messages.
+"""
 
 from __future__ import annotations
 
-import json
+from datetime import datetime, timedelta
 from typing import Any
 
-from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from agents.models import ToolCall
-from agents.registry import tool_review_url
+from agents.admin.forms import EDIT, REJECT, DecisionForm, JsonEditForm
+from agents.models import Proposal, ToolCall
+from agents.registry import tool_of, toolset_list
 from agents.selectors import (
+    AGES,
     approvals_can_view,
     json_pretty,
+    proposal_inbox,
+    proposal_kinds,
     tool_call_checks,
     tool_call_conversation,
-    tool_call_pending_list,
     tool_call_validation,
     toolset_label,
 )
 from agents.services import (
+    ChecksUnavailable,
     InvalidToolInput,
     InvalidTransition,
-    tool_call_approve,
+    ProposalBlocked,
+    proposal_approve,
+    proposal_reject,
     tool_call_can_decide,
-    tool_call_reject,
 )
+from agents.services.decisions import proposal_ttl_hours
+from agents.services.proposals import record_of
 
-APPROVE, EDIT, REJECT = "approve", "edit", "reject"
-
-
-class DecisionForm(forms.Form):
-    """One of the review page's three forms, told apart by `action`."""
-
-    action = forms.ChoiceField(choices=[(APPROVE, "Approve"), (EDIT, "Edit"), (REJECT, "Reject")])
-    note = forms.CharField(required=False, max_length=2000)
-    edited_input = forms.CharField(required=False, strip=False)
-    reason = forms.CharField(required=False, max_length=2000)
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        action = data.get("action")
-        if action == EDIT:
-            try:
-                value = json.loads(data.get("edited_input") or "")
-            except json.JSONDecodeError as error:
-                self.add_error("edited_input", f"This is not valid JSON: {error}.")
-            else:
-                if isinstance(value, dict):
-                    data["edited_value"] = value
-                else:
-                    self.add_error("edited_input", "The input must be a JSON object ({…}).")
-        if action == REJECT and not data.get("reason", "").strip():
-            self.add_error("reason", "A rejection needs a reason; Claude is told it.")
-        return data
+PAGE_SIZE = 50
 
 
 class ApprovalsMixin:
-    """Adds the approvals queue and the review page to the tool-call admin."""
+    """Adds the inbox and the review page to the tool-call admin."""
 
     def get_urls(self):
         urls = [
@@ -74,7 +59,7 @@ class ApprovalsMixin:
                 name="agents_toolcall_approvals",
             ),
             path(
-                "<int:tool_call_id>/review/",
+                "<str:tool_call_id>/review/",
                 self.admin_site.admin_view(self.review_view),
                 name="agents_toolcall_review",
             ),
@@ -84,68 +69,125 @@ class ApprovalsMixin:
     def _context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
         return {**self.admin_site.each_context(request), "opts": self.opts, "title": title, **extra}
 
+    # --- the inbox ------------------------------------------------------------------------
+
     def approvals_view(self, request: HttpRequest) -> HttpResponse:
-        """List the calls waiting for a person, oldest first."""
+        """Everything that waits on a person, oldest first, with filters."""
         if not approvals_can_view(user=request.user):
             raise PermissionDenied
-        page = Paginator(tool_call_pending_list(user=request.user), 50).get_page(
-            request.GET.get("p")
-        )
+        filters = {
+            "kind": request.GET.get("kind", ""),
+            "agent": request.GET.get("agent", ""),
+            "older_than": request.GET.get("age", ""),
+            "mine": request.GET.get("mine") == "1",
+            "second": request.GET.get("second") == "1",
+        }
+        proposals = proposal_inbox(user=request.user, **filters)
+        page = Paginator(proposals, PAGE_SIZE).get_page(request.GET.get("p"))
         now = timezone.now()
-        rows = [
-            {
-                "call": call,
-                "age": now - call.created_at,
-                "agent": toolset_label(call.run.toolset),
-                "input": json_pretty(call.input_proposed),
-                "checks_failed": [c for c in call.checks or [] if not c.get("passed")],
-                "can_decide": tool_call_can_decide(user=request.user, tool_call=call),
-            }
-            for call in page.object_list
-        ]
-        context = self._context(request, "Approvals", page=page, rows=rows)
+        perms = {
+            p: request.user.has_perm(p) for p in {x.tool_call.approval_permission for x in page}
+        }
+        rows = []
+        for proposal in page.object_list:
+            call = proposal.tool_call
+            approvals = list(proposal.approvals.all())
+            rows.append(
+                {
+                    "proposal": proposal,
+                    "call": call,
+                    "age": now - (proposal.waiting_since or call.created_at),
+                    "kind": call.tool_name.replace("_", " ").capitalize(),
+                    "agent": toolset_label(proposal.toolset),
+                    "warnings": [c for c in proposal.checks if not c.get("passed")],
+                    "approvals": approvals,
+                    "second": bool(approvals),
+                    "can_decide": perms.get(call.approval_permission, False)
+                    and request.user.is_active
+                    and all(a.user_id != request.user.pk for a in approvals),
+                }
+            )
+        query = request.GET.copy()
+        query.pop("p", None)
+        context = self._context(
+            request,
+            "Inbox",
+            page=page,
+            rows=rows,
+            filters=filters,
+            kinds=proposal_kinds(),
+            agents=[(ts.name, ts.label) for ts in toolset_list() if _has_proposals(ts)],
+            ages=[("", "any age"), *[(k, f"waiting over {k}") for k in AGES]],
+            query=query.urlencode(),
+        )
         return TemplateResponse(request, "agents/approvals.html", context)
 
-    def review_view(self, request: HttpRequest, tool_call_id: int) -> HttpResponse:
-        """Show one call in its context; approve, edit then approve, or reject it."""
-        call = get_object_or_404(
-            ToolCall.objects.select_related("run", "decided_by"), pk=tool_call_id
+    # --- one proposal ---------------------------------------------------------------------
+
+    def review_view(self, request: HttpRequest, tool_call_id: str) -> HttpResponse:
+        """Show one proposal with its evidence; approve, edit then approve, or reject it."""
+        call = (
+            ToolCall.objects.select_related("run", "decided_by")
+            .filter(pk=_int(tool_call_id))
+            .first()
         )
-        if own_page := tool_review_url(call):
-            # The domain reviews this kind of call on its own page, with its own rules.
-            return HttpResponseRedirect(own_page)
+        if call is None:
+            messages.error(request, f"There is no tool call {tool_call_id!r}.")
+            return HttpResponseRedirect(reverse("admin:agents_toolcall_approvals"))
+        proposal = Proposal.objects.prefetch_related("approvals__user").filter(pk=call.pk).first()
+        if proposal is None:
+            # A read-only call: nothing to decide; its audit row says what happened.
+            return HttpResponseRedirect(reverse("admin:agents_toolcall_change", args=[call.pk]))
         can_decide = tool_call_can_decide(user=request.user, tool_call=call)
-        if not (can_decide or self.has_view_permission(request)):
+        tool = tool_of(call)
+        ptype = tool.proposal if tool is not None else None
+        if not (can_decide or self.has_view_permission(request) or _views_record(request, ptype)):
             raise PermissionDenied
+        record = record_of(ptype, call) if ptype is not None else None
+        edit_class = None
+        if ptype is not None and ptype.editable:
+            edit_class = ptype.edit_form or JsonEditForm
         form = DecisionForm()
+        edit_form = edit_class(call=call, record=record) if edit_class else None
         if request.method == "POST":
             if not can_decide:
                 raise PermissionDenied
             form = DecisionForm(request.POST)
-            if form.is_valid():
+            if form.is_valid() and form.cleaned_data["action"] == EDIT and edit_class:
+                edit_form = edit_class(request.POST, call=call, record=record)
+            if form.is_valid() and (form.cleaned_data["action"] != EDIT or edit_form.is_valid()):
                 try:
-                    return self._decide(request, call, form.cleaned_data)
+                    return self._decide(request, call, form.cleaned_data, edit_form)
                 except InvalidToolInput as error:
-                    form.add_error("edited_input", str(error))
+                    target = edit_form if form.cleaned_data["action"] == EDIT else form
+                    target.add_error(None, f"Nothing was changed: {error}")
+                except (PermissionDenied, ChecksUnavailable) as error:
+                    form.add_error(None, f"Nothing was changed: {error}")
+                except ProposalBlocked as error:
+                    messages.warning(request, str(error))
+                    return HttpResponseRedirect(request.path)
                 except InvalidTransition as error:
                     call.refresh_from_db()
                     call.run.refresh_from_db()
                     if call.status != ToolCall.Status.AWAITING_APPROVAL or call.run.is_finished:
-                        # Decided already (a double click, a second reviewer) or the run ended.
+                        # Decided already (a double click, a second reviewer), or the run ended.
                         messages.error(request, f"Nothing was changed: {error}")
                         return HttpResponseRedirect(request.path)
-                    # Still open: the tool's own approval rule refused this decision.
-                    form.add_error(None, f"Nothing was changed: {error}")
-        submitted = form.data if form.is_bound else {}
-        if submitted.get("action") == EDIT:
-            edit_text = submitted.get("edited_input", "")
-        else:
-            edit_text = json_pretty(call.input_proposed)
+                    # Still open: the tool's own rule refused this decision.
+                    target = edit_form if form.cleaned_data["action"] == EDIT else form
+                    target.add_error(None, f"Nothing was changed: {error}")
+        approvals = list(proposal.approvals.all())
         is_open = call.status == ToolCall.Status.AWAITING_APPROVAL and not call.run.is_finished
+        mine = any(a.user_id == request.user.pk for a in approvals)
+        extra = ptype.context(record, call) if ptype and ptype.context and record else {}
         context = self._context(
             request,
-            f"Review {call.tool_name} · run #{call.run_id}",
+            f"Review {call.tool_name.replace('_', ' ')} · {proposal.summary or call.tool_use_id}",
+            kind_label=call.tool_name.replace("_", " ").capitalize(),
             call=call,
+            proposal=proposal,
+            record=record,
+            evidence_template=ptype.template if ptype else "agents/proposals/_input.html",
             agent=toolset_label(call.run.toolset),
             conversation=tool_call_conversation(tool_call=call),
             validation=tool_call_validation(tool_call=call),
@@ -154,23 +196,69 @@ class ApprovalsMixin:
             executed_json=(
                 json_pretty(call.input_executed) if call.input_executed is not None else ""
             ),
-            can_decide=can_decide and is_open,
+            approvals=approvals,
             is_open=is_open,
+            can_decide=can_decide and is_open,
+            can_approve=can_decide and is_open and not mine,
+            can_edit=can_decide and is_open and not approvals and edit_form is not None,
+            mine=mine,
             form=form,
-            edit_text=edit_text,
+            edit_form=edit_form,
+            expires_at=_expires_at(call),
+            **extra,
         )
         return TemplateResponse(request, "agents/review.html", context)
 
-    def _decide(self, request: HttpRequest, call: ToolCall, data: dict[str, Any]) -> HttpResponse:
+    def _decide(
+        self, request: HttpRequest, call: ToolCall, data: dict[str, Any], edit_form: Any
+    ) -> HttpResponse:
         action = data["action"]
+        label = call.tool_name
+        inbox = HttpResponseRedirect(reverse("admin:agents_toolcall_approvals"))
         if action == REJECT:
-            tool_call_reject(tool_call_id=call.pk, user=request.user, reason=data["reason"])
-            messages.success(request, f"Rejected {call.tool_name}; Claude is told why.")
-        else:
-            edited = data.get("edited_value") if action == EDIT else None
-            call = tool_call_approve(
-                tool_call_id=call.pk, user=request.user, edited_input=edited, note=data["note"]
+            proposal_reject(tool_call_id=call.pk, user=request.user, reason=data["reason"])
+            messages.success(request, f"Rejected {label}; nothing ran and Claude is told why.")
+            return inbox
+        edited = edit_form.edited_value() if action == EDIT else None
+        call = proposal_approve(
+            tool_call_id=call.pk, user=request.user, edited_input=edited, note=data["note"]
+        )
+        proposal = Proposal.objects.get(pk=call.pk)
+        if call.status == ToolCall.Status.AWAITING_APPROVAL:
+            messages.success(
+                request,
+                f"Your approval is recorded ({proposal.approvals_given} of "
+                f"{proposal.approvals_required}). A different person must approve too before it "
+                "runs.",
             )
+        else:
             how = "with your edit" if call.input_executed is not None else "as proposed"
-            messages.success(request, f"Approved {call.tool_name} {how}; a worker runs it now.")
-        return HttpResponseRedirect(reverse("admin:agents_toolcall_approvals"))
+            messages.success(
+                request, f"Approved {label} {how}; the checks passed and a worker runs it now."
+            )
+        return inbox
+
+
+def _views_record(request: HttpRequest, ptype: Any) -> bool:
+    """Whoever may view the domain's rows (refunds, patches) may look at their proposals."""
+    if ptype is None or ptype.model is None:
+        return False
+    opts = ptype.model._meta
+    return request.user.has_perm(f"{opts.app_label}.view_{opts.model_name}")
+
+
+def _has_proposals(toolset: Any) -> bool:
+    return any(tool.proposal for tool in toolset.tools.values())
+
+
+def _int(value: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return 0
+    return number if 0 < number < 2**63 else 0
+
+
+def _expires_at(call: ToolCall) -> datetime | None:
+    hours = proposal_ttl_hours(call)
+    return call.created_at + timedelta(hours=hours) if hours > 0 else None

@@ -15,22 +15,21 @@ from typing import Any
 
 import pydantic
 from django.db import transaction
-from django.db.models import F, Value
+from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agents.audit import audit_record
 from agents.models import AgentRun, ToolCall
-from agents.registry import (
-    Check,
-    Escalate,
-    Preparation,
-    RetryLater,
-    ToolContext,
-    ToolError,
-    toolset_get,
+from agents.registry import TRANSIENT, Escalate, ToolContext, ToolError, toolset_get
+from agents.services.lifecycle import run_end, run_requeue, run_wait_for_approval, tool_call_close
+from agents.services.proposals import (
+    error_text,
+    execution_retry,
+    proposal_check,
+    proposal_check_before_execution,
+    proposal_create,
 )
-from agents.services.lifecycle import run_end, run_requeue, run_wait_for_approval
 
 logger = logging.getLogger(__name__)
 
@@ -89,101 +88,55 @@ def tool_calls_create(*, run: AgentRun) -> list[ToolCall]:
                 )
             else:
                 if tool.requires_approval:
-                    fields["status"] = TC.PREPARING if tool.prepare else TC.AWAITING_APPROVAL
-                    if not tool.prepare:
-                        fields["checks"] = []
+                    fields["status"] = TC.PREPARING  # checked before anyone may approve
                 else:
                     fields.update(status=TC.QUEUED, decision=ToolCall.Decision.AUTO)
-        calls.append(
-            ToolCall.objects.create(
-                run=run,
-                tool_use_id=block["id"],
-                turn=run.turns,
-                position=position,
-                tool_name=block["name"],
-                input_proposed=block["input"],
-                **fields,
-            )
+        call = ToolCall.objects.create(
+            run=run,
+            tool_use_id=block["id"],
+            turn=run.turns,
+            position=position,
+            tool_name=block["name"],
+            input_proposed=block["input"],
+            **fields,
         )
+        if tool is not None and call.status == TC.PREPARING:
+            proposal_create(call=call, tool=tool)
+        calls.append(call)
     return calls
 
 
 def turn_dispatch(*, run_id: int) -> None:
-    """Prepare calls for review, run queued ones in order, and answer Claude once all are."""
+    """Check proposed calls, run queued ones in order, and answer Claude once all are."""
     run = AgentRun.objects.get(pk=run_id)
     preparing = run.tool_calls.filter(turn=run.turns, status=TC.PREPARING).order_by("position")
     for call_id in preparing.values_list("pk", flat=True):
-        tool_call_prepare(tool_call_id=call_id, settle=False)
+        proposal_check(tool_call_id=call_id)
     queued = run.tool_calls.filter(turn=run.turns, status=TC.QUEUED).order_by("position")
     for call_id in queued.values_list("pk", flat=True):
         tool_call_execute(tool_call_id=call_id, settle=False)
     turn_settle(run_id=run_id)
 
 
-def tool_call_prepare(*, tool_call_id: int, settle: bool = True) -> None:
-    """Run a call's policy checks outside any transaction; then it waits for a person."""
-    call = ToolCall.objects.select_related("run").get(pk=tool_call_id)
-    if call.status != TC.PREPARING:
-        return
-    tool = toolset_get(call.run.toolset).get(call.tool_name)
-    context = ToolContext(run=call.run, tool_call=call, idempotency_key=call.idempotency_key)
-    try:
-        if tool is None or tool.prepare is None:
-            raise ToolError(f"The tool {call.tool_name!r} cannot be checked any more.")
-        preparation = tool.prepare(context, tool.validate(call.input_proposed))
-    except ToolError as error:
-        preparation = Preparation(checks=[Check("prepare", False, str(error), hard=True)])
-    except Exception:
-        # Live data was unreachable (a payments outage, say): stay in `preparing`; the sweep
-        # tries again. Nobody can approve a call whose checks have not run.
-        logger.exception("tool call %s: checks failed to run; will retry", call.pk)
-        return
-    checks = [c.as_dict() for c in preparation.checks]
-    with transaction.atomic():
-        if preparation.blocked:
-            failed = "; ".join(f"{c.name}: {c.detail}" for c in preparation.blocked)
-            updated = ToolCall.objects.filter(pk=call.pk, status=TC.PREPARING).update(
-                status=TC.BLOCKED,
-                checks=checks,
-                decision=ToolCall.Decision.BLOCKED,
-                decided_at=timezone.now(),
-                decision_reason=failed,
-                result=f"Policy checks failed, so this call cannot be approved and did not run: "
-                f"{failed}",
-                is_error=True,
-                finished_at=timezone.now(),
-            )
-            kind = "tool.blocked"
-        else:
-            updated = ToolCall.objects.filter(pk=call.pk, status=TC.PREPARING).update(
-                status=TC.AWAITING_APPROVAL, checks=checks
-            )
-            kind = "tool.checked"
-        if updated:
-            audit_record(
-                kind=kind,
-                run=call.run,
-                tool_call=call,
-                message=preparation.note,
-                data={"checks": checks},
-            )
-    if settle:
-        turn_settle(run_id=call.run_id)
+def tool_call_prepare(*, tool_call_id: int) -> None:
+    """Check a proposed call (a task, or the sweep's retry); settle its turn if it moved on."""
+    if proposal_check(tool_call_id=tool_call_id):
+        turn_settle(run_id=ToolCall.objects.values_list("run_id", flat=True).get(pk=tool_call_id))
 
 
 def tool_call_execute(*, tool_call_id: int, settle: bool = True) -> None:
     """Run one queued call's handler outside any transaction and record what came of it."""
     now = timezone.now()
-    claimed = ToolCall.objects.filter(pk=tool_call_id, status=TC.QUEUED).update(
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    claimed = ToolCall.objects.filter(due, pk=tool_call_id, status=TC.QUEUED).update(
         status=TC.EXECUTING,
         attempts=F("attempts") + 1,
         claimed_at=now,
+        next_attempt_at=None,
         started_at=Coalesce(F("started_at"), Value(now)),
     )
     if not claimed:
-        logger.info(
-            "tool call %s: not queued (already run or decided); nothing to do", tool_call_id
-        )
+        logger.info("tool call %s: not due (run, decided, or waiting to retry)", tool_call_id)
         return
     call = ToolCall.objects.select_related("run", "decided_by").get(pk=tool_call_id)
     tool = toolset_get(call.run.toolset).get(call.tool_name)
@@ -193,12 +146,23 @@ def tool_call_execute(*, tool_call_id: int, settle: bool = True) -> None:
         if tool is None:
             raise ToolError(f"The tool {call.tool_name!r} is no longer registered.")
         value = tool.validate(call.effective_input)
+        record = None
+        if tool.proposal is not None:
+            record = proposal_check_before_execution(call=call, tool=tool, value=value)
+            if record is None:
+                if settle:
+                    turn_settle(run_id=call.run_id)
+                return
         context = ToolContext(
             run=call.run,
             tool_call=call,
             idempotency_key=call.idempotency_key,
             approved_by=call.decided_by,
             edited=call.input_executed is not None,
+            phase="execution",
+            value=value,
+            record=record if record is not True else None,
+            attempt=call.attempts,
         )
         outcome = tool.handler(context, value)
         if isinstance(outcome, Escalate):
@@ -207,21 +171,21 @@ def tool_call_execute(*, tool_call_id: int, settle: bool = True) -> None:
         content, is_error = _content(outcome), False
     except ToolError as error:
         content, is_error = str(error), True
-    except RetryLater as error:
+    except TRANSIENT as error:
         if tool is not None and tool.safe_to_retry:
-            audit_record(
-                kind="tool.retry_later",
-                run=call.run,
-                tool_call=call,
-                message=f"{call.tool_name} will be tried again with the same key: {error}",
-            )
+            execution_retry(call=call, error=error, what=call.tool_name)
+            if settle:
+                turn_settle(run_id=call.run_id)
             return
-        content, is_error = f"The outcome is unknown and it is not safe to retry: {error}", True
+        content, is_error = (
+            f"The outcome is unknown and it is not safe to retry: {error_text(error)}",
+            True,
+        )
     except pydantic.ValidationError as error:
         content, is_error = f"Invalid input for {call.tool_name}: {errors_describe(error)[0]}", True
     except Exception as error:  # a handler's bug must not lose the run
         logger.exception("tool call %s (%s) raised", call.pk, call.tool_name)
-        content, is_error = f"The tool failed unexpectedly: {type(error).__name__}: {error}", True
+        content, is_error = f"The tool failed unexpectedly: {error_text(error)}", True
     if call.input_executed is not None:
         content = (
             "A reviewer edited your input before approving it. What ran: "
@@ -230,12 +194,14 @@ def tool_call_execute(*, tool_call_id: int, settle: bool = True) -> None:
         )
     duration = int((time.monotonic() - started) * 1000)
     with transaction.atomic():
-        updated = ToolCall.objects.filter(pk=call.pk, status=TC.EXECUTING).update(
+        updated = tool_call_close(
+            call=call,
             status=TC.FAILED if is_error else TC.SUCCEEDED,
             result=content,
+            reason=content if is_error else "",
             is_error=is_error,
-            finished_at=timezone.now(),
             duration_ms=duration,
+            sources=(TC.EXECUTING,),
         )
         if updated and escalation is not None:
             run = AgentRun.objects.select_for_update().get(pk=call.run_id)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from agents.audit import audit_record
 from agents.models import AgentRun, ToolCall
 from agents.queue import enqueue_on_commit
-from agents.registry import toolset_get
+from agents.registry import proposal_type_of, toolset_get
 
 Status = AgentRun.Status
 STEP_TASK = "agents.tasks.run_advance_task"
@@ -50,7 +50,7 @@ def run_end(*, run: AgentRun, status: str, reason: str, actor: Any = None) -> No
     run.next_attempt_at = None
     run.finished_at = timezone.now()
     run.save()
-    tool_calls_cancel_open(run=run, reason=reason)
+    tool_calls_cancel_open(run=run, reason=reason, actor=actor)
     audit_record(
         kind=f"run.{status}",
         run=run,
@@ -61,22 +61,93 @@ def run_end(*, run: AgentRun, status: str, reason: str, actor: Any = None) -> No
     notify_on_commit(run)
 
 
-def tool_calls_cancel_open(*, run: AgentRun, reason: str) -> int:
+def tool_calls_cancel_open(*, run: AgentRun, reason: str, actor: Any = None) -> int:
     """Cancel the run's calls that were never started; they will not run."""
+    cancelled = 0
+    for call in ToolCall.objects.filter(run=run, status__in=NOT_STARTED).order_by("position"):
+        cancelled += tool_call_close(
+            call=call,
+            status=ToolCall.Status.CANCELLED,
+            result=f"Not run: the run ended ({reason})",
+            reason=reason,
+            actor=actor,
+        )
+    return cancelled
+
+
+NOT_STARTED = (ToolCall.Status.PREPARING, ToolCall.Status.AWAITING_APPROVAL, ToolCall.Status.QUEUED)
+OPEN = (*NOT_STARTED, ToolCall.Status.EXECUTING)
+# Closing statuses that are a person's (or the clock's) decision, recorded as such.
+DECISIONS = {
+    ToolCall.Status.REJECTED: ToolCall.Decision.REJECTED,
+    ToolCall.Status.BLOCKED: ToolCall.Decision.BLOCKED,
+    ToolCall.Status.EXPIRED: ToolCall.Decision.EXPIRED,
+}
+
+
+def tool_call_close(
+    *,
+    call: ToolCall,
+    status: str,
+    result: str,
+    reason: str = "",
+    actor: Any = None,
+    is_error: bool = True,
+    duration_ms: int | None = None,
+    data: dict[str, Any] | None = None,
+    sources: tuple[str, ...] = OPEN,
+) -> int:
+    """Close a call however it closes, and its proposal's domain row with it: one transaction.
+
+    Every path that ends a call comes here: it ran (succeeded or failed), a person rejected it,
+    its checks blocked it, it expired, it was cancelled or its run ended. The domain's
+    `on_close` runs in the same transaction and the notice is updated after commit, so no
+    domain row and no message can be left saying the call still waits. Returns 1, or 0 when
+    the call had already moved on (nothing is written then).
+    """
     now = timezone.now()
-    return ToolCall.objects.filter(
-        run=run,
-        status__in=[
-            ToolCall.Status.PREPARING,
-            ToolCall.Status.AWAITING_APPROVAL,
-            ToolCall.Status.QUEUED,
-        ],
-    ).update(
-        status=ToolCall.Status.CANCELLED,
-        result=f"Not run: the run ended ({reason})",
-        is_error=True,
-        finished_at=now,
-    )
+    fields: dict[str, Any] = {
+        "status": status,
+        "result": result,
+        "is_error": is_error,
+        "finished_at": now,
+        "next_attempt_at": None,
+    }
+    if duration_ms is not None:
+        fields["duration_ms"] = duration_ms
+    decision = DECISIONS.get(status)
+    if decision is not None and call.decision is None:
+        fields.update(decision=decision, decided_by=actor, decided_at=now, decision_reason=reason)
+    with transaction.atomic():
+        if not ToolCall.objects.filter(pk=call.pk, status__in=sources).update(**fields):
+            return 0
+        for name, value in fields.items():
+            setattr(call, name, value)
+        ptype = proposal_type_of(call)
+        if ptype is not None:
+            audit_record(
+                kind=f"proposal.{status}",
+                run=call.run,
+                tool_call=call,
+                actor=actor,
+                message=reason or result,
+                data={**(data or {}), "tool": call.tool_name},
+            )
+            if ptype.on_close is not None and ptype.model is not None:
+                record = ptype.model.objects.filter(tool_call_id=call.pk).first()
+                if record is not None:
+                    ptype.on_close(record, status)
+            notice_on_commit(call)
+        elif status not in (ToolCall.Status.SUCCEEDED, ToolCall.Status.FAILED):
+            audit_record(kind=f"tool.{status}", run=call.run, tool_call=call, message=reason)
+    return 1
+
+
+def notice_on_commit(call: ToolCall) -> None:
+    """Bring the proposal's notices (Slack, mail) up to date once this transaction commits."""
+    from agents.notices import proposal_notices_queue
+
+    proposal_notices_queue(tool_call_id=call.pk)
 
 
 def notify_on_commit(run: AgentRun) -> None:

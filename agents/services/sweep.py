@@ -16,12 +16,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from agents.audit import audit_record
-from agents.models import AgentRun, ToolCall
+from agents.models import AgentRun, Proposal, ToolCall
 from agents.queue import enqueue_on_commit
 from agents.registry import toolset_get
-from agents.services.decisions import EXECUTE_TASK, tool_call_expire
+from agents.services.decisions import EXECUTE_TASK, proposal_expire, proposal_ttl_hours
 from agents.services.dispatch import turn_settle
-from agents.services.lifecycle import STEP_TASK, run_end
+from agents.services.lifecycle import STEP_TASK, run_end, tool_call_close
 
 PREPARE_TASK = "agents.tasks.tool_call_prepare_task"
 
@@ -53,15 +53,26 @@ def agents_sweep(*, now: datetime | None = None) -> SweepReport:
         enqueue_on_commit(STEP_TASK, run_id, step)
         report.runs_queued += 1
 
+    # A call waiting out a transient failure is due by the sweep's clock: the sweep clears its
+    # delay as it queues it, so the task finds it due.
     for call_id in ToolCall.objects.filter(
-        status=ToolCall.Status.QUEUED, decided_at__lt=now - GRACE
+        Q(next_attempt_at__lte=now)
+        | Q(next_attempt_at__isnull=True, decided_at__lt=now - GRACE)
+        | Q(next_attempt_at__isnull=True, decided_at__isnull=True, created_at__lt=now - GRACE),
+        status=ToolCall.Status.QUEUED,
     ).values_list("pk", flat=True):
+        ToolCall.objects.filter(pk=call_id, status=ToolCall.Status.QUEUED).update(
+            next_attempt_at=None
+        )
         enqueue_on_commit(EXECUTE_TASK, call_id)
         report.calls_queued += 1
 
     for call_id in ToolCall.objects.filter(
-        status=ToolCall.Status.PREPARING, created_at__lt=now - GRACE
+        Q(proposal__next_check_at__isnull=True) | Q(proposal__next_check_at__lte=now),
+        status=ToolCall.Status.PREPARING,
+        created_at__lt=now - GRACE,
     ).values_list("pk", flat=True):
+        Proposal.objects.filter(pk=call_id).update(next_check_at=None)
         enqueue_on_commit(PREPARE_TASK, call_id)
         report.calls_queued += 1
 
@@ -71,36 +82,46 @@ def agents_sweep(*, now: datetime | None = None) -> SweepReport:
         _execution_interrupted(call)
         report.calls_interrupted += 1
 
-    ttl = settings.AGENTS_APPROVAL_TTL_HOURS
-    if ttl > 0:
-        for call_id in ToolCall.objects.filter(
-            status=ToolCall.Status.AWAITING_APPROVAL, created_at__lt=now - timedelta(hours=ttl)
-        ).values_list("pk", flat=True):
-            if tool_call_expire(tool_call_id=call_id, older_than_hours=ttl):
-                report.calls_expired += 1
+    # Each proposal type has its own time to live: expire the calls past theirs.
+    waiting = ToolCall.objects.filter(status=ToolCall.Status.AWAITING_APPROVAL)
+    for call in waiting.select_related("run").only("created_at", "tool_name", "run__toolset"):
+        hours = proposal_ttl_hours(call)
+        due = hours > 0 and call.created_at < now - timedelta(hours=hours)
+        if due and proposal_expire(tool_call_id=call.pk, now=now):
+            report.calls_expired += 1
     return report
 
 
 def _execution_interrupted(call: ToolCall) -> None:
     """A worker died while running the call. Run it again only if that cannot act twice."""
     tool = toolset_get(call.run.toolset).get(call.tool_name)
-    if tool is not None and tool.safe_to_retry:
+    cap = settings.AGENTS_EXECUTE_MAX_ATTEMPTS
+    if tool is not None and tool.safe_to_retry and call.attempts < cap:
         if ToolCall.objects.filter(pk=call.pk, status=ToolCall.Status.EXECUTING).update(
-            status=ToolCall.Status.QUEUED
+            status=ToolCall.Status.QUEUED, claimed_at=None, next_attempt_at=None
         ):
             enqueue_on_commit(EXECUTE_TASK, call.pk)
         return
-    reason = (
-        f"The worker stopped while {call.tool_name} was running; whether it took effect is "
-        "unknown, and it is not safe to run again. A person must check."
-    )
-    with transaction.atomic():
-        updated = ToolCall.objects.filter(pk=call.pk, status=ToolCall.Status.EXECUTING).update(
-            status=ToolCall.Status.FAILED, result=reason, is_error=True, finished_at=timezone.now()
+    if tool is not None and tool.safe_to_retry:
+        reason = (
+            f"The worker stopped while {call.tool_name} was running, {call.attempts} times; it "
+            "is not tried again. Whether it took effect is unknown: a person must check."
         )
-        if not updated:
-            return
+    else:
+        reason = (
+            f"The worker stopped while {call.tool_name} was running; whether it took effect is "
+            "unknown, and it is not safe to run again. A person must check."
+        )
+    with transaction.atomic():
         run = AgentRun.objects.select_for_update().get(pk=call.run_id)
+        if not tool_call_close(
+            call=call,
+            status=ToolCall.Status.FAILED,
+            result=reason,
+            reason=reason,
+            sources=(ToolCall.Status.EXECUTING,),
+        ):
+            return
         audit_record(kind="tool.interrupted", run=run, tool_call=call, message=reason)
         if not run.is_finished:
             run_end(run=run, status=AgentRun.Status.ESCALATED, reason=reason)

@@ -7,7 +7,7 @@ from typing import Any
 from django import template
 from django.urls import reverse
 
-from agents.selectors import approvals_can_view, json_readable, tool_call_pending_count
+from agents.selectors import approvals_can_view, json_readable, proposal_pending_count
 
 register = template.Library()
 
@@ -20,7 +20,7 @@ def approvals_pending(context: template.Context) -> dict[str, Any] | None:
     if user is None or not approvals_can_view(user=user):
         return None
     return {
-        "count": tool_call_pending_count(user=user),
+        "count": proposal_pending_count(user=user),
         "url": reverse("admin:agents_toolcall_approvals"),
     }
 

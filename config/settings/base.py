@@ -142,8 +142,27 @@ AGENTS_RETRY_BASE_SECONDS = env.float("AGENTS_RETRY_BASE_SECONDS", default=15.0)
 AGENTS_RETRY_MAX_SECONDS = env.float("AGENTS_RETRY_MAX_SECONDS", default=900.0)
 AGENTS_STALE_CLAIM_SECONDS = env.int("AGENTS_STALE_CLAIM_SECONDS", default=600)
 AGENTS_APPROVAL_TTL_HOURS = env.float("AGENTS_APPROVAL_TTL_HOURS", default=72.0)
+# Transient failures (outages, timeouts) while checking a proposal or running a call are tried
+# again with growing delays (AGENTS_RETRY_*); after this many tries the call fails visibly.
+AGENTS_CHECK_MAX_ATTEMPTS = env.int("AGENTS_CHECK_MAX_ATTEMPTS", default=6)
+AGENTS_EXECUTE_MAX_ATTEMPTS = env.int("AGENTS_EXECUTE_MAX_ATTEMPTS", default=6)
 AGENTS_SWEEP_MINUTES = env.int("AGENTS_SWEEP_MINUTES", default=1)
 AGENTS_MODEL_PRICES = env.json("AGENTS_MODEL_PRICES", default={})
+# The console's address as people reach it: the links in notices and commit messages.
+CONSOLE_URL = env.str("CONSOLE_URL", default="http://localhost:8000")
+
+# --- Notices: Slack, or mail to the approvers ------------------------------------------------
+SLACK_BOT_TOKEN = env.str("SLACK_BOT_TOKEN", default="")
+SLACK_API_URL = env.str("SLACK_API_URL", default="")
+SLACK_CHANNEL = env.str("SLACK_CHANNEL", default="")
+# A channel per kind of proposal, e.g. process_refund=#refunds,create_pull_request=#oncall.
+SLACK_CHANNELS = env.dict("SLACK_CHANNELS", default={})
+# Interactivity (Approve / Reject from Slack): the app's signing secret, and the tools that
+# may be decided there (none by default; a tool may still offer only "Open in console").
+SLACK_SIGNING_SECRET = env.str("SLACK_SIGNING_SECRET", default="")
+SLACK_DECISION_TOOLS = env.list("SLACK_DECISION_TOOLS", default=[])
+# Without Slack, mail the approvers of a kind when one of its proposals starts waiting.
+AGENTS_NOTICE_EMAIL = env.bool("AGENTS_NOTICE_EMAIL", default=True)
 
 # --- Outgoing mail -----------------------------------------------------------------------------
 # consolemail:// prints mail to the worker's terminal; smtp+tls://user:pass@host:587 sends it.
@@ -174,6 +193,8 @@ SUPPORT_REFUND_MAX_CENTS = env.int("SUPPORT_REFUND_MAX_CENTS", default=50_000)
 SUPPORT_REFUND_DAILY_MAX_CENTS = env.int("SUPPORT_REFUND_DAILY_MAX_CENTS", default=100_000)
 SUPPORT_TWO_PERSON_THRESHOLD_CENTS = env.int("SUPPORT_TWO_PERSON_THRESHOLD_CENTS", default=20_000)
 SUPPORT_REFUND_EXPIRY_HOURS = env.float("SUPPORT_REFUND_EXPIRY_HOURS", default=48.0)
+# Above this, a refund's Slack notice offers only "Open in console" (with Slack decisions on).
+SUPPORT_SLACK_MAX_CENTS = env.int("SUPPORT_SLACK_MAX_CENTS", default=10_000)
 SUPPORT_ESCALATION_EMAILS = env.list("SUPPORT_ESCALATION_EMAILS", default=[])
 
 # --- SRE watchdog ------------------------------------------------------------------------------
@@ -216,11 +237,7 @@ SRE_CHECK_TIMEOUT = env.float("SRE_CHECK_TIMEOUT", default=120.0)
 SRE_READ_MAX_BYTES = env.int("SRE_READ_MAX_BYTES", default=200_000)
 SRE_GIT_REMOTE = env.str("SRE_GIT_REMOTE", default="")
 SRE_BASE_BRANCH = env.str("SRE_BASE_BRANCH", default="main")
-SRE_CONSOLE_URL = env.str("SRE_CONSOLE_URL", default="http://localhost:8000")
 GITHUB_TOKEN = env.str("GITHUB_TOKEN", default="")
 GITHUB_REPOSITORY = env.str("GITHUB_REPOSITORY", default="")
 GITHUB_API_URL = env.str("GITHUB_API_URL", default="https://api.github.com")
 GITHUB_WEBHOOK_SECRET = env.str("GITHUB_WEBHOOK_SECRET", default="")
-SLACK_BOT_TOKEN = env.str("SLACK_BOT_TOKEN", default="")
-SLACK_API_URL = env.str("SLACK_API_URL", default="")
-SLACK_CHANNEL = env.str("SLACK_CHANNEL", default="")

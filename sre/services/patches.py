@@ -1,30 +1,29 @@
-"""Patch proposals, from the agent's create_pull_request to a person's decision.
+"""Patch proposals: what the SRE watchdog declares for create_pull_request.
 
-proposed ─► approved ─► publishing ─► pr_open / published ─► merged / closed
-    │                        └─► failed
-    └─► rejected          blocked (no diff, or it does not apply; never approvable)
-
-Each transition is a compare-and-set in a transaction with its audit row. Approval goes
-through `patch_approve` (the permission is checked there); the engine's generic approval is
-gated by `patch_authorize`, so nobody can open a pull request around this service.
+Where a patch stands is its proposal's, which the engine owns: checked when Claude proposes it
+(the diff applies to the live tree, each changed Python file compiles, SRE_CHECK_COMMAND
+passes), checked again at approval and right before publishing (it still applies, the scratch
+copy still holds the reviewed diff), approved as proposed or rejected by someone with
+sre.approve_patch. This module records the diff, keeps the incident in step, and answers
+GitHub's word on the pull request.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.utils import timezone
 from django.utils.text import slugify
 
 from agents.audit import audit_record
 from agents.models import ToolCall
-from agents.services import InvalidTransition, tool_call_approve, tool_call_reject
+from agents.registry import Check, Preparation, ToolContext
+from agents.services import InvalidTransition, proposal_approve, proposal_reject
 from sre.models import Incident, PatchProposal
-from sre.services.code import incident_scratch
+from sre.services.code import incident_scratch, text_redact
 from sre.services.incidents import (
     SUBJECT_TYPE,
     incident_propose_patch,
@@ -32,8 +31,9 @@ from sre.services.incidents import (
     incident_resolve,
 )
 
-S = PatchProposal.Status
 PERMISSION = "sre.approve_patch"
+APPLIES = "patch applies to the live tree"
+SAME_DIFF = "the scratch copy still holds the reviewed diff"
 
 
 def patch_audit(
@@ -47,7 +47,7 @@ def patch_audit(
         subject_type=SUBJECT_TYPE,
         subject_id=patch.incident_id,
         message=message,
-        data={"patch": patch.pk, "status": patch.status, **data},
+        data={"patch": patch.pk, **data},
     )
 
 
@@ -68,107 +68,148 @@ def scratchpad_of(call: ToolCall) -> str:
     return ""
 
 
-def patch_propose(
-    *, incident_id: int, tool_call: ToolCall, title: str, root_cause: str
-) -> PatchProposal:
-    """Record the scratch copy's diff and its checks; a proposal that fails them is blocked."""
-    existing = PatchProposal.objects.filter(tool_call=tool_call).first()
-    if existing is not None:
-        return existing  # prepare ran again (a retried task): the first record stands
-    scratch = incident_scratch(incident_id=incident_id)
-    diff = scratch.diff()
-    checks = scratch.checks(command=settings.SRE_CHECK_COMMAND, timeout=settings.SRE_CHECK_TIMEOUT)
-    for check in checks:
-        check["hard"] = check["name"] == "patch applies to the live tree" or check["name"].endswith(
-            " compiles"
-        )
-    blocked = [c for c in checks if c["hard"] and not c["passed"]]
-    with transaction.atomic():
-        patch, created = PatchProposal.objects.get_or_create(
-            tool_call=tool_call,
-            defaults={
-                "incident_id": incident_id,
-                "title": title,
-                "root_cause": root_cause,
-                "scratchpad": scratchpad_of(tool_call),
-                "diff": diff,
-                "changed_files": scratch.changed_files(),
-                "base_commit": scratch.commit,
-                "checks": checks,
-                "branch": branch_name(incident_id=incident_id, title=title),
-                "status": S.BLOCKED if blocked else S.PROPOSED,
-                "status_reason": "; ".join(f"{c['name']}: {c['detail']}" for c in blocked),
-            },
-        )
-        if created:
-            patch_audit(patch, patch.status, checks=checks)
-            incident = Incident.objects.get(pk=incident_id)
-            if not blocked and incident.status == Incident.Status.INVESTIGATING:
-                incident_propose_patch(
-                    incident_id=incident_id, reason=f"Patch #{patch.pk} waits for review."
-                )
-    return patch
+# --- the proposal type's parts ----------------------------------------------------------------
 
 
-def _check_permission(user: Any) -> None:
-    if not (user.is_active and user.has_perm(PERMISSION)):
-        raise PermissionDenied(f"Deciding on patches needs the permission {PERMISSION}.")
+@dataclass(frozen=True)
+class TreeNow:
+    """The scratch copy's diff and what the checks found, read outside any transaction."""
+
+    diff: str
+    changed_files: list[str]
+    commit: str
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _locked(patch_id: int, allowed: tuple[str, ...], verb: str) -> PatchProposal:
-    patch = (
-        PatchProposal.objects.select_for_update().select_related("tool_call__run").get(pk=patch_id)
+def _incident_id(context: ToolContext) -> int:
+    return context.subject_pk(SUBJECT_TYPE, "an incident")
+
+
+def patch_gather(context: ToolContext) -> TreeNow:
+    """The scratch copy's diff and its checks; the slow check command only when proposed."""
+    scratch = incident_scratch(incident_id=_incident_id(context))
+    command = settings.SRE_CHECK_COMMAND if context.phase == "proposal" else ""
+    return TreeNow(
+        diff=scratch.diff(),
+        changed_files=scratch.changed_files(),
+        commit=scratch.commit,
+        checks=scratch.checks(command=command, timeout=settings.SRE_CHECK_TIMEOUT),
     )
-    if patch.status not in allowed:
-        raise InvalidTransition(
-            f"Patch #{patch.pk} is {patch.get_status_display().lower()}; it cannot be {verb}."
+
+
+def patch_propose(context: ToolContext) -> PatchProposal:
+    """Record the diff the reviewer will see (it is what gets published, or nothing is)."""
+    tree: TreeNow = context.evidence
+    incident_id = _incident_id(context)
+    title = context.value.title
+    return PatchProposal.objects.create(
+        tool_call=context.tool_call,
+        incident_id=incident_id,
+        scratchpad=scratchpad_of(context.tool_call),
+        diff=tree.diff,
+        changed_files=tree.changed_files,
+        base_commit=tree.commit,
+        branch=branch_name(incident_id=incident_id, title=title),
+    )
+
+
+def patch_check(context: ToolContext) -> Preparation:
+    """No diff, a diff that does not apply, a file that does not compile: each blocks."""
+    tree: TreeNow = context.evidence
+    patch: PatchProposal = context.record
+    checks = [
+        Check(
+            c["name"],
+            c["passed"],
+            text_redact(c.get("detail", ""))[-1000:],
+            hard=c["name"] == APPLIES or c["name"].endswith(" compiles"),
         )
-    return patch
+        for c in tree.checks
+    ]
+    if context.phase != "proposal":
+        same = tree.diff == patch.diff or bool(patch.commit)
+        checks.insert(
+            0,
+            Check(
+                SAME_DIFF,
+                same,
+                "Yes." if same else "The scratch copy changed after the review.",
+                hard=True,
+            ),
+        )
+        if patch.commit:
+            # A retried publish: the branch holds the reviewed diff already.
+            checks = [c for c in checks if c.name != APPLIES] + [
+                Check(APPLIES, True, f"committed as {patch.commit[:12]}", hard=True)
+            ]
+    files = ", ".join(patch.changed_files) or "no changes"
+    return Preparation(checks=checks, note=f"Patch #{patch.pk}: {files}.")
+
+
+def patch_summary(context: ToolContext) -> str:
+    patch: PatchProposal = context.record
+    files = ", ".join(patch.changed_files[:3]) or "no changes"
+    return f"{context.value.title} · {files} · incident #{patch.incident_id}"
+
+
+def patch_on_wait(patch: PatchProposal) -> None:
+    if Incident.objects.filter(pk=patch.incident_id, status=Incident.Status.INVESTIGATING).exists():
+        incident_propose_patch(
+            incident_id=patch.incident_id, reason=f"Patch #{patch.pk} waits for review."
+        )
+
+
+def patch_on_close(patch: PatchProposal, status: str) -> None:
+    """A patch that will not be published sends its incident back to investigation."""
+    if status == ToolCall.Status.SUCCEEDED:
+        return
+    if Incident.objects.filter(
+        pk=patch.incident_id, status=Incident.Status.PATCH_PROPOSED
+    ).exists():
+        call = patch.tool_call
+        why = call.decision_reason or call.result or status
+        incident_reinvestigate(
+            incident_id=patch.incident_id,
+            actor=call.decided_by,
+            reason=f"Patch #{patch.pk} {status}: {why}"[:2000],
+        )
+
+
+def patch_outcome(patch: PatchProposal, call: Any) -> str:
+    if patch.pr_url:
+        return f"pull request #{patch.pr_number}: {patch.pr_url}"
+    if patch.commit:
+        return f"branch {patch.branch} at {patch.commit[:12]} (no pull request)"
+    return patch.notes
+
+
+def patch_review_context(patch: PatchProposal, call: Any) -> dict[str, Any]:
+    from sre.diffs import diff_lines, diff_styles
+
+    return {
+        "patch": patch,
+        "incident": patch.incident,
+        "diff_lines": diff_lines(patch.diff),
+        "diff_styles": diff_styles(),
+        "approve_label": "Approve: push the branch and open the pull request",
+    }
+
+
+# --- decisions, named for patches -------------------------------------------------------------
 
 
 def patch_approve(*, patch_id: int, user: Any, note: str = "") -> PatchProposal:
-    """Approve a patch; a worker then makes the branch, the pull request and the notice."""
-    _check_permission(user)
-    with transaction.atomic():
-        patch = _locked(patch_id, (S.PROPOSED,), "approved")
-        patch.status, patch.decided_by, patch.decided_at = S.APPROVED, user, timezone.now()
-        patch.save()
-        patch_audit(patch, "approved", actor=user, message=note)
-        tool_call_approve(tool_call_id=patch.tool_call_id, user=user, note=note)
-    return patch
+    """Approve a patch; a worker then makes the branch and the pull request."""
+    patch = PatchProposal.objects.get(pk=patch_id)
+    proposal_approve(tool_call_id=patch.tool_call_id, user=user, note=note)
+    return PatchProposal.objects.select_related("tool_call").get(pk=patch_id)
 
 
 def patch_reject(*, patch_id: int, user: Any, reason: str) -> PatchProposal:
     """Reject a patch; Claude is told the reason and the incident goes back to investigation."""
-    _check_permission(user)
-    reason = (reason or "").strip()
-    if not reason:
-        raise InvalidTransition("A rejection needs a reason; Claude is told it.")
-    with transaction.atomic():
-        patch = _locked(patch_id, (S.PROPOSED,), "rejected")
-        patch.status, patch.decided_by, patch.decided_at = S.REJECTED, user, timezone.now()
-        patch.reject_reason, patch.finished_at = reason, timezone.now()
-        patch.save()
-        patch_audit(patch, "rejected", actor=user, message=reason)
-        if Incident.objects.filter(
-            pk=patch.incident_id, status=Incident.Status.PATCH_PROPOSED
-        ).exists():
-            incident_reinvestigate(
-                incident_id=patch.incident_id, actor=user, reason=f"Patch rejected: {reason}"
-            )
-        tool_call_reject(tool_call_id=patch.tool_call_id, user=user, reason=reason)
-    return patch
-
-
-def patch_authorize(call: Any, user: Any, edited_input: dict[str, Any] | None) -> None:
-    """The engine's approval gate for create_pull_request: only `patch_approve` may open it."""
-    patch = PatchProposal.objects.filter(tool_call_id=call.pk).first()
-    if patch is None or patch.status != S.APPROVED or patch.decided_by_id != user.pk:
-        raise InvalidTransition(
-            "Patches are approved on the patch review page (sre.services.patches.patch_approve)."
-        )
-    if edited_input is not None:
-        raise InvalidTransition("A patch is approved as proposed; reject it to ask for changes.")
+    patch = PatchProposal.objects.get(pk=patch_id)
+    proposal_reject(tool_call_id=patch.tool_call_id, user=user, reason=reason)
+    return PatchProposal.objects.select_related("tool_call").get(pk=patch_id)
 
 
 def patch_pull_request_closed(*, number: int, head: str, merged: bool) -> PatchProposal | None:
@@ -182,12 +223,13 @@ def patch_pull_request_closed(*, number: int, head: str, merged: bool) -> PatchP
         )
         if patch is None:
             return None
-        if patch.status != S.PR_OPEN:
+        if patch.pr_state != PatchProposal.PullRequest.OPEN:
             return patch  # a repeated delivery
-        patch.status = S.MERGED if merged else S.CLOSED
-        patch.finished_at = timezone.now()
-        patch.save()
-        patch_audit(patch, patch.status, message=f"Pull request #{number} {patch.status}.")
+        patch.pr_state = (
+            PatchProposal.PullRequest.MERGED if merged else PatchProposal.PullRequest.CLOSED
+        )
+        patch.save(update_fields=["pr_state", "updated_at"])
+        patch_audit(patch, patch.pr_state, message=f"Pull request #{number} {patch.pr_state}.")
         if merged:
             # A person may have resolved or ignored it meanwhile.
             with contextlib.suppress(InvalidTransition):

@@ -1,10 +1,11 @@
-"""Publishing an approved patch: branch, commit, push, pull request, Slack notice — each once.
+"""Publishing an approved patch: branch, commit, push, pull request — each once.
 
-The handler of create_pull_request calls `patch_publish` in a worker, outside any transaction.
-It claims the proposal (`publishing`) and commits; each step first looks for what an earlier
-attempt already made (the branch, the remote ref, the pull request for the head branch, the
-recorded Slack ts) and records what it did in its own transaction, so a retried task makes no
-second branch, commit or pull request.
+The handler of create_pull_request calls `patch_publish` in a worker, outside any transaction,
+inside its tool call's execution: the engine claimed the call (`executing`) after a person's
+approval and checked the patch once more. Each step first looks for what an earlier attempt
+already made (the branch, the remote ref, the pull request for the head branch) and records
+what it did in its own transaction, so a retried task makes no second branch, commit or pull
+request. The proposal's notice (agents.notices) tells Slack what came of it.
 """
 
 from __future__ import annotations
@@ -13,58 +14,28 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
+from agents.models import ToolCall
 from agents.registry import RetryLater, ToolError
 from sre.integrations.github import GitHubError, pull_request_open
-from sre.integrations.slack import SlackError, notice_post
 from sre.models import Incident, PatchProposal
 from sre.services.code import incident_scratch
 from sre.services.incidents import incident_open_pr
 from sre.services.patches import patch_audit
 from sre.workspace import PublishError, branch_publish
 
-S = PatchProposal.Status
+PR = PatchProposal.PullRequest
 
 
 def incident_url(incident_id: int) -> str:
     path = reverse("admin:sre_incident_change", args=[incident_id])
-    return settings.SRE_CONSOLE_URL.rstrip("/") + path
-
-
-def slack_configured() -> bool:
-    return bool(settings.SLACK_BOT_TOKEN and settings.SLACK_CHANNEL)
+    return settings.CONSOLE_URL.rstrip("/") + path
 
 
 def github_configured() -> bool:
     return bool(settings.GITHUB_TOKEN and settings.GITHUB_REPOSITORY)
-
-
-def incident_thread_ts(*, incident_id: int) -> str:
-    """The ts of the incident's first Slack notice: later notices go in its thread."""
-    return (
-        PatchProposal.objects.filter(incident_id=incident_id)
-        .exclude(slack_ts="")
-        .order_by("pk")
-        .values_list("slack_ts", flat=True)
-        .first()
-        or ""
-    )
-
-
-def slack_notice(*, incident_id: int, text: str) -> str:
-    """Post a notice in the incident's thread; empty when Slack is not configured."""
-    if not slack_configured():
-        return ""
-    return notice_post(
-        token=settings.SLACK_BOT_TOKEN,
-        api_url=settings.SLACK_API_URL,
-        channel=settings.SLACK_CHANNEL,
-        text=text,
-        thread_ts=incident_thread_ts(incident_id=incident_id),
-    )
 
 
 def _save(patch_id: int, **fields: Any) -> None:
@@ -74,23 +45,18 @@ def _save(patch_id: int, **fields: Any) -> None:
 
 def _fail(patch: PatchProposal, message: str) -> None:
     with transaction.atomic():
-        if PatchProposal.objects.filter(pk=patch.pk, status=S.PUBLISHING).update(
-            status=S.FAILED, status_reason=message, finished_at=timezone.now()
-        ):
-            patch.refresh_from_db()
-            patch_audit(patch, "failed", message=message)
+        PatchProposal.objects.filter(pk=patch.pk).update(notes=message, updated_at=timezone.now())
+        patch.refresh_from_db()
+        patch_audit(patch, "publish_failed", message=message)
 
 
 def patch_publish(*, patch_id: int) -> dict[str, Any]:
-    """Make the approved patch's branch, push it, open its pull request, tell Slack."""
-    claimed = PatchProposal.objects.filter(
-        pk=patch_id, status__in=(S.APPROVED, S.PUBLISHING), decided_by__isnull=False
-    ).update(status=S.PUBLISHING, attempts=F("attempts") + 1)
+    """Make the approved patch's branch, push it and open its pull request."""
     patch = PatchProposal.objects.select_related("tool_call__run", "incident").get(pk=patch_id)
-    if not claimed:
-        raise ToolError(
-            f"Patch #{patch.pk} is {patch.get_status_display().lower()}: it was not published."
-        )
+    call = patch.tool_call
+    if call.status != ToolCall.Status.EXECUTING or call.decided_by_id is None:
+        raise ToolError(f"Patch #{patch.pk} is {patch.get_state_display().lower()}: not published.")
+    approver = call.decided_by
     incident = patch.incident
     notes: list[str] = []
     # 1. Branch and commit in the scratch copy, then push (each skipped when already done).
@@ -130,7 +96,7 @@ def patch_publish(*, patch_id: int) -> dict[str, Any]:
                 title=patch.title,
                 body=f"Fixes incident #{incident.pk}: {incident.title}\n\n"
                 f"## Root cause\n\n{patch.root_cause}\n\n"
-                f"Proposed by the SRE agent, approved by {patch.decided_by}.\n\n"
+                f"Proposed by the SRE agent, approved by {approver}.\n\n"
                 f"Incident: {incident_url(incident.pk)}",
             )
         except GitHubError as error:
@@ -139,37 +105,20 @@ def patch_publish(*, patch_id: int) -> dict[str, Any]:
             _fail(patch, str(error))
             raise ToolError(f"The branch was pushed but no pull request opened: {error}") from error
         pr_number, pr_url = pull.number, pull.url
-        _save(patch.pk, pr_number=pr_number, pr_url=pr_url)
+        _save(patch.pk, pr_number=pr_number, pr_url=pr_url, pr_state=PR.OPEN)
     elif not github_configured():
         notes.append("GitHub is not configured (GITHUB_TOKEN, GITHUB_REPOSITORY): no pull request.")
     elif not settings.SRE_GIT_REMOTE:
         notes.append("No pull request without a pushed branch.")
     if pr_url:
         notes.append(f"Pull request #{pr_number}: {pr_url}")
-    # 3. Slack, once: the recorded ts says it was posted.
-    patch.refresh_from_db()
-    if not slack_configured():
-        notes.append("Slack is not configured (SLACK_BOT_TOKEN, SLACK_CHANNEL): no notice.")
-    elif not patch.slack_ts:
-        where = f"pull request {pr_url}" if pr_url else f"branch {patch.branch}"
-        try:
-            ts = slack_notice(
-                incident_id=incident.pk,
-                text=f"Incident #{incident.pk} ({incident.title}): a fix approved by "
-                f"{patch.decided_by} is on {where}. {incident_url(incident.pk)}",
-            )
-        except SlackError as error:
-            notes.append(f"The Slack notice failed: {error}")
-        else:
-            _save(patch.pk, slack_ts=ts)
-    # 4. Record the outcome.
+    # 3. Record the outcome.
     with transaction.atomic():
-        status = S.PR_OPEN if pr_number else S.PUBLISHED
-        if PatchProposal.objects.filter(pk=patch.pk, status=S.PUBLISHING).update(
-            status=status, status_reason=" ".join(notes), published_at=timezone.now()
+        if PatchProposal.objects.filter(pk=patch.pk, published_at__isnull=True).update(
+            notes=" ".join(notes), published_at=timezone.now(), updated_at=timezone.now()
         ):
             patch.refresh_from_db()
-            patch_audit(patch, status, message=" ".join(notes))
+            patch_audit(patch, "published", message=" ".join(notes))
             if (
                 pr_number
                 and Incident.objects.filter(

@@ -1,4 +1,9 @@
-"""Replies to customers: a person sends Claude's draft (as is or edited) or their own words.
+"""Replies to customers: Claude's drafts, approved like any proposal, and staff's own words.
+
+A reply Claude drafts with reply_to_customer is a proposal (the engine owns its approval:
+approve sends it as drafted, edit then approve sends the edit, reject discards it and Claude is
+told why). Once approved, the tool's handler calls `reply_send_approved`, which delivers it
+through the same claim-then-send path as staff's own replies.
 
 draft ─► sending ─► sent
   │         └─► draft again, with the mail server's error, to be retried by a person
@@ -28,6 +33,7 @@ from django.utils import timezone
 
 from agents.audit import audit_record
 from agents.queue import enqueue_on_commit
+from agents.registry import RetryLater, ToolError
 from agents.services.errors import InvalidTransition
 from support.mail import parse_email
 from support.models import Message, ReplyDraft, Ticket
@@ -75,6 +81,54 @@ def _audit(draft: ReplyDraft, kind: str, *, actor: Any = None, message: str = ""
     )
 
 
+def reply_send_approved(*, draft_id: int, body: str, user: Any) -> str:
+    """Send an approved reply proposal once (the tool's handler); what happened, for Claude.
+
+    Raises RetryLater when the mail server could not be reached (nothing left; the engine tries
+    again later) and ToolError when it refused the mail or an earlier try was interrupted
+    mid-send (it may have left: it is never sent twice).
+    """
+    text = _body(body)
+    with transaction.atomic():
+        ReplyDraft.objects.filter(pk=draft_id, status=S.DRAFT).update(
+            status=S.SENDING, sent_body=text, sent_by=user, error=""
+        )
+    draft = ReplyDraft.objects.select_related("ticket").get(pk=draft_id)
+    if draft.status == S.SENT:
+        return f"The reply was sent to {draft.ticket.customer_email} as {draft.message.message_id}."
+    if draft.status == S.SENDING and draft.message_id is not None:
+        raise ToolError(
+            "Sending this reply was interrupted after it was handed to the mail server; it may "
+            "or may not have reached the customer, so it is not sent again. A person checks."
+        )
+    outcome = reply_deliver(draft_id=draft_id)
+    draft.refresh_from_db()
+    if draft.status == S.SENT:
+        return (
+            f"The reply was sent to {draft.ticket.customer_email} as "
+            f"{draft.message.message_id}. A person approved it"
+            + (" after editing it." if draft.sent_body != draft.body else ".")
+        )
+    if draft.error and _transient_mail_error(draft.error):
+        raise RetryLater(f"The mail server could not be reached: {draft.error}")
+    raise ToolError(f"The reply was not sent: {draft.error or outcome}")
+
+
+TRANSIENT_MAIL = (
+    "ConnectionRefusedError",
+    "ConnectionResetError",
+    "TimeoutError",
+    "SMTPServerDisconnected",
+    "SMTPConnectError",
+    "gaierror",
+    "OSError",
+)
+
+
+def _transient_mail_error(error: str) -> bool:
+    return error.split(":", 1)[0] in TRANSIENT_MAIL
+
+
 def reply_send(
     *,
     user: Any,
@@ -96,6 +150,11 @@ def reply_send(
             edited = False
         else:
             draft = ReplyDraft.objects.get(pk=draft_id)
+            if draft.tool_call_id is not None:
+                raise InvalidTransition(
+                    f"Reply #{draft.pk} is Claude's proposal: approve or reject it on its review "
+                    "page."
+                )
             text = _body(draft.body if body is None else body)
             changed = ReplyDraft.objects.filter(pk=draft_id, status=S.DRAFT).update(
                 status=S.SENDING, sent_body=text, sent_by=user, error=""
@@ -141,6 +200,11 @@ def reply_discard(*, draft_id: int, user: Any) -> ReplyDraft:
     _check_permission(user)
     with transaction.atomic():
         draft = ReplyDraft.objects.get(pk=draft_id)
+        if draft.tool_call_id is not None:
+            raise InvalidTransition(
+                f"Reply #{draft.pk} is Claude's proposal: reject it on its review page, with a "
+                "reason for Claude."
+            )
         if not ReplyDraft.objects.filter(pk=draft_id, status=S.DRAFT).update(status=S.DISCARDED):
             raise InvalidTransition(
                 f"Reply #{draft.pk} is {draft.get_status_display().lower()}; "

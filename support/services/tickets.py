@@ -158,10 +158,12 @@ def ticket_status_follow_run(*, run: Any) -> Ticket | None:
             return ticket_escalate(
                 ticket_id=ticket_id, reason=f"Run #{run.pk}: {run.status_reason}"
             )
+        # Staff's own unsent reply waits for a person to send it. Claude's replies are
+        # proposals: the run's end closed any still open, so none of them waits any more.
         if (
             run.status == RunStatus.COMPLETED
             and ReplyDraft.objects.filter(
-                ticket_id=ticket_id, status=ReplyDraft.Status.DRAFT
+                ticket_id=ticket_id, status=ReplyDraft.Status.DRAFT, tool_call__isnull=True
             ).exists()
         ):
             ticket = Ticket.objects.get(pk=ticket_id)

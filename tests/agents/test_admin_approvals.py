@@ -41,8 +41,8 @@ def test_queue_lists_waiting_calls_oldest_first(client, fake_anthropic, worker, 
     assert rows[0]["agent"] == "Warehouse" and rows[0]["can_decide"]
     assert rows[0]["age"].total_seconds() >= 0
     text = page_text(response)
-    assert f"Run #{first_run.pk}" in text and "&quot;address&quot;: &quot;1 Main St&quot;" in text
-    assert "2 tool calls waiting" in text
+    assert f"run #{first_run.pk}" in text and "2 × gear to 1 Main St" in text
+    assert "2 waiting for a person" in text
 
 
 def test_an_approver_without_the_log_permission_sees_only_their_calls(client, awaiting):
@@ -240,7 +240,8 @@ def test_review_page_shows_the_policy_checks_and_their_note(client, awaiting):
     text = page_text(response)
     assert "10 in stock" in text and "10 gear in stock before this shipment." in text
     queue = client.get(reverse(QUEUE))
-    assert "all passed" in page_text(queue)
+    assert "checks passed" in page_text(queue)
+    assert "when it was proposed" in text  # the page says when the checks last ran
 
 
 def test_the_tools_own_rule_refuses_an_edit_in_place(client, awaiting):
@@ -268,7 +269,7 @@ def test_a_blocked_call_has_nothing_to_decide(client, fake_anthropic, worker, wi
     client.force_login(user_create(perms=APPROVER))
     assert client.get(reverse(QUEUE)).context["rows"] == []
     text = page_text(client.get(review_url(call)))
-    assert "blocked by policy" in text and "Approve as proposed" not in text
+    assert "Blocked by its checks" in text and "Approve as proposed" not in text
     assert "1 in stock" in text
 
 

@@ -13,7 +13,7 @@ from django.urls import reverse
 from agents.exports import csv_lines
 from agents.groups import AUDITORS, groups_sync
 from agents.models import AgentRun, AuditEvent, ModelCall, ToolCall
-from agents.services import run_start, tool_call_reject
+from agents.services import proposal_reject, run_start
 from tests.agents.admin_steps import SHIP, page_text, review_url, run_awaiting
 from tests.factories.users import user_create
 
@@ -121,7 +121,7 @@ def test_an_auditor_can_view_everything_and_change_nothing(client, auditor, awai
     assert "Timeline" in run_page and "Cancel run" not in run_page
     review = page_text(client.get(review_url(ship)))
     assert "Approve as proposed" not in review and 'value="Reject"' not in review
-    assert "You may not decide" in review
+    assert "You may look but not decide" in review
 
     calls, events = _snapshot(ToolCall), _snapshot(AuditEvent)
     assert client.post(review_url(ship), {"action": "approve"}).status_code == 403
@@ -157,7 +157,7 @@ def test_search_looks_inside_inputs_results_and_reasons(client, admin_user, awai
     assert _found(client, '"stock": 10') == {lookup.tool_use_id}
     assert _found(client, ship.tool_use_id[-6:]) == {ship.tool_use_id}
     assert _found(client, "nowhere-at-all") == set()
-    tool_call_reject(tool_call_id=ship.pk, user=admin_user, reason="Customer moved house")
+    proposal_reject(tool_call_id=ship.pk, user=admin_user, reason="Customer moved house")
     assert _found(client, "moved HOUSE") == {ship.tool_use_id}  # decision_reason and result
 
 

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from agents.context_processors import live_parts_list
 from agents.models import AgentRun, AuditEvent, ModelCall, ToolCall
-from agents.services import run_start, tool_call_approve
+from agents.services import proposal_approve, run_start
 from tests.agents.admin_steps import SHIP, THINKING, page_text, review_url, run_awaiting
 
 pytestmark = pytest.mark.django_db
@@ -45,7 +45,7 @@ def test_every_page_renders(client, admin_user, fake_anthropic, worker, widgets)
     client.force_login(admin_user)
     lookup = ToolCall.objects.get(run=run, tool_name="lookup_widget")
     pages = {
-        reverse("admin:index"): ["Tool calls awaiting a decision", "<strong>1</strong> pending"],
+        reverse("admin:index"): ["Inbox: waiting for a person", "<strong>1</strong> pending"],
         reverse("admin:agents_agentrun_changelist"): ["Warehouse", "Awaiting approval"],
         reverse("admin:agents_agentrun_change", args=[run.pk]): ["Timeline", "Cancel run"],
         reverse("admin:agents_toolcall_changelist"): [
@@ -168,7 +168,7 @@ def test_run_detail_queries_do_not_grow_with_the_timeline(
     events = AuditEvent.objects.filter(run=run).count()
     fake_anthropic.push_tool_use(("ship_widget", {**SHIP, "quantity": 1}))
     with worker.committing():
-        tool_call_approve(tool_call_id=ship.pk, user=admin_user)
+        proposal_approve(tool_call_id=ship.pk, user=admin_user)
     worker.drain()
     assert ModelCall.objects.filter(run=run).count() == 3
     assert AuditEvent.objects.filter(run=run).count() > events

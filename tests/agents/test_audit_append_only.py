@@ -6,8 +6,9 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 
 from agents.audit import audit_record
-from agents.models import AuditEvent, AuditImmutable, ModelCall, ToolCall
+from agents.models import Approval, AuditEvent, AuditImmutable, ModelCall, ToolCall
 from tests.agents.helpers import SHIP, start
+from tests.factories.users import user_create
 
 pytestmark = pytest.mark.django_db
 
@@ -20,11 +21,13 @@ def rows(fake_anthropic, worker, widgets):
     run = start(worker)
     worker.drain()
     done, waiting = ToolCall.objects.filter(run=run).order_by("turn")
+    approval = Approval.objects.create(proposal=waiting.proposal, user=user_create(), note="ok")
     return {
         "done": done,
         "waiting": waiting,
         "model_call": ModelCall.objects.filter(run=run).first(),
         "event": AuditEvent.objects.filter(run=run).order_by("id").first(),
+        "approval": approval,
     }
 
 
@@ -37,7 +40,7 @@ def refused(fn) -> bool:
     return False
 
 
-@pytest.mark.parametrize("key", ["done", "waiting", "model_call", "event"])
+@pytest.mark.parametrize("key", ["done", "waiting", "model_call", "event", "approval"])
 def test_rows_cannot_be_deleted_by_the_orm_or_raw_sql(rows, key):
     row = rows[key]
     model = type(row)
@@ -95,3 +98,16 @@ def test_new_events_can_always_be_appended(rows):
     before = AuditEvent.objects.count()
     audit_record(kind="note", message="appended", subject_type="toolbox.order", subject_id=7)
     assert AuditEvent.objects.count() == before + 1
+
+
+def test_an_approval_cannot_be_rewritten(rows):
+    approval = rows["approval"]
+    other = user_create()
+    assert refused(lambda: Approval.objects.filter(pk=approval.pk).update(user=other))
+    with connection.cursor() as cursor:
+        assert refused(
+            lambda: cursor.execute(
+                "UPDATE agents_approval SET note = 'forged' WHERE id = %s", [approval.pk]
+            )
+        )
+    assert Approval.objects.get(pk=approval.pk).note == "ok"

@@ -14,8 +14,8 @@ from agents.registry import RetryLater, Tool, toolset_get
 from agents.services import (
     InvalidTransition,
     agents_sweep,
+    proposal_approve,
     run_cancel,
-    tool_call_approve,
 )
 from tests.agents.helpers import SHIP, assert_status, start
 from tests.factories.users import user_create
@@ -60,9 +60,7 @@ def test_an_execute_task_delivered_twice_ships_once(fake_anthropic, worker, widg
     worker.drain()
     call = ToolCall.objects.get(tool_use_id=ship_id)
     with worker.committing():
-        tool_call_approve(
-            tool_call_id=call.pk, user=user_create(perms=["toolbox.approve_shipment"])
-        )
+        proposal_approve(tool_call_id=call.pk, user=user_create(perms=["toolbox.approve_shipment"]))
     execute = worker.take()
     assert execute.func == "agents.tasks.tool_call_execute_task"
     fake_anthropic.push_text("Shipped.")
@@ -156,9 +154,7 @@ def test_an_approved_call_whose_task_was_lost_is_queued_again(fake_anthropic, wo
     worker.drain()
     call = ToolCall.objects.get(tool_use_id=ship_id)
     with worker.committing():
-        tool_call_approve(
-            tool_call_id=call.pk, user=user_create(perms=["toolbox.approve_shipment"])
-        )
+        proposal_approve(tool_call_id=call.pk, user=user_create(perms=["toolbox.approve_shipment"]))
     worker.take()  # the broker loses it
     assert sweep(worker).calls_queued == 0  # too recent to call lost
     fake_anthropic.push_text("Shipped.")
@@ -177,9 +173,7 @@ def test_an_interrupted_idempotent_call_runs_again_with_the_same_key(
     worker.drain()
     call = ToolCall.objects.get(tool_use_id=ship_id)
     with worker.committing():
-        tool_call_approve(
-            tool_call_id=call.pk, user=user_create(perms=["toolbox.approve_shipment"])
-        )
+        proposal_approve(tool_call_id=call.pk, user=user_create(perms=["toolbox.approve_shipment"]))
     worker.take()
     # A worker claimed it and died before recording anything.
     ToolCall.objects.filter(pk=call.pk).update(
@@ -207,9 +201,7 @@ def test_an_interrupted_call_that_is_not_safe_to_repeat_is_escalated(
     worker.drain()
     call = ToolCall.objects.get(tool_use_id=ship_id)
     with worker.committing():
-        tool_call_approve(
-            tool_call_id=call.pk, user=user_create(perms=["toolbox.approve_shipment"])
-        )
+        proposal_approve(tool_call_id=call.pk, user=user_create(perms=["toolbox.approve_shipment"]))
     worker.take()
     ToolCall.objects.filter(pk=call.pk).update(
         status=ToolCall.Status.EXECUTING,
@@ -253,7 +245,7 @@ def test_cancel_closes_the_run_and_its_pending_calls(fake_anthropic, worker, wid
     call = ToolCall.objects.get(tool_use_id=ship_id)
     assert call.status == ToolCall.Status.CANCELLED
     with pytest.raises(InvalidTransition):
-        tool_call_approve(tool_call_id=call.pk, user=operator)
+        proposal_approve(tool_call_id=call.pk, user=operator)
     with pytest.raises(InvalidTransition):
         run_cancel(run_id=run.pk, user=operator, reason="again")
     assert worker.drain() == []
@@ -278,13 +270,13 @@ def test_a_handler_that_cannot_know_the_outcome_is_retried_with_the_same_key(
     worker.drain()
     call = ToolCall.objects.get(tool_use_id=ship_id)
     with worker.committing():
-        tool_call_approve(
-            tool_call_id=call.pk, user=user_create(perms=["toolbox.approve_shipment"])
-        )
+        proposal_approve(tool_call_id=call.pk, user=user_create(perms=["toolbox.approve_shipment"]))
     worker.drain()
     call.refresh_from_db()
-    assert call.status == ToolCall.Status.EXECUTING and call.result is None
-    assert sweep(worker).calls_interrupted == 0  # not stale yet: nobody runs it twice at once
+    # Queued again with a delay, never run twice at once: the next try waits for its time.
+    assert call.status == ToolCall.Status.QUEUED and call.result is None
+    assert call.next_attempt_at > timezone.now() and call.attempts == 1
+    assert sweep(worker).calls_queued == 0
 
     fake_anthropic.push_text("Shipped.")
     with worker.committing():

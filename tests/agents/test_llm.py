@@ -10,7 +10,7 @@ from anthropic.types.model_param import ModelParam
 from agents import llm
 from agents.models import AgentRun, ToolCall
 from agents.prompts import UnknownPrompt, prompt_get
-from agents.services import run_start, tool_call_approve, tool_call_reject
+from agents.services import proposal_approve, proposal_reject, run_start
 from tests.agents.helpers import assert_status
 from tests.factories.users import user_create
 from tests.toolbox.models import Shipment
@@ -57,7 +57,7 @@ def test_replay_backend_runs_a_recorded_conversation_through_the_same_loop(
         ship = run.tool_calls.get(tool_name="ship_widget")
         assert ship.input_proposed == {"name": "gear", "quantity": 2, "address": "1 Main St"}
         with worker.committing():
-            tool_call_approve(tool_call_id=ship.pk, user=approver)
+            proposal_approve(tool_call_id=ship.pk, user=approver)
     worker.drain()
     for run in (first, second):
         run = assert_status(run, AgentRun.Status.COMPLETED)
@@ -74,7 +74,7 @@ def test_replay_answers_truthfully_when_the_call_was_rejected(worker, widgets, s
     ship = ToolCall.objects.get(run=run, tool_name="ship_widget")
     reviewer = user_create(perms=["toolbox.approve_shipment"])
     with worker.committing():
-        tool_call_reject(tool_call_id=ship.pk, user=reviewer, reason="Out of policy")
+        proposal_reject(tool_call_id=ship.pk, user=reviewer, reason="Out of policy")
     worker.drain()
     run = assert_status(run, AgentRun.Status.COMPLETED)
     assert (

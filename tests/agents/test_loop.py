@@ -12,8 +12,8 @@ from agents.models import AgentRun, AuditEvent, ModelCall, ToolCall
 from agents.services import (
     InvalidToolInput,
     InvalidTransition,
-    tool_call_approve,
-    tool_call_reject,
+    proposal_approve,
+    proposal_reject,
 )
 from tests.agents.helpers import SHIP, assert_status, start, tool_results
 from tests.factories.users import user_create
@@ -53,7 +53,7 @@ def test_approval_gated_tool_waits_then_runs_once_approved(fake_anthropic, worke
     llm._client.cache_clear()
     approver = user_create(perms=["toolbox.approve_shipment"])
     with worker.committing():
-        tool_call_approve(tool_call_id=ship.pk, user=approver)
+        proposal_approve(tool_call_id=ship.pk, user=approver)
     fake_anthropic.push_text("Shipped two gears.")
     worker.drain()
 
@@ -103,7 +103,7 @@ def test_reject_sends_the_reason_back_as_an_error(fake_anthropic, worker, widget
     reviewer = user_create(perms=["toolbox.approve_shipment"])
     fake_anthropic.push_text("Understood, not shipping.")
     with worker.committing():
-        tool_call_reject(tool_call_id=call.pk, user=reviewer, reason="Customer asked to wait")
+        proposal_reject(tool_call_id=call.pk, user=reviewer, reason="Customer asked to wait")
     worker.drain()
     run.refresh_from_db()
     call.refresh_from_db()
@@ -122,7 +122,7 @@ def test_reject_needs_a_reason(fake_anthropic, worker, widgets):
     worker.drain()
     call = ToolCall.objects.get(tool_use_id=ship_id)
     with pytest.raises(InvalidTransition):
-        tool_call_reject(
+        proposal_reject(
             tool_call_id=call.pk, user=user_create(perms=["toolbox.approve_shipment"]), reason=" "
         )
     call.refresh_from_db()
@@ -136,12 +136,12 @@ def test_edit_then_approve_runs_the_edit_and_says_so(fake_anthropic, worker, wid
     call = ToolCall.objects.get(tool_use_id=ship_id)
     reviewer = user_create(perms=["toolbox.approve_shipment"])
     with pytest.raises(InvalidToolInput):
-        tool_call_approve(tool_call_id=call.pk, user=reviewer, edited_input={**SHIP, "quantity": 0})
+        proposal_approve(tool_call_id=call.pk, user=reviewer, edited_input={**SHIP, "quantity": 0})
     call.refresh_from_db()
     assert call.status == ToolCall.Status.AWAITING_APPROVAL and call.input_executed is None
 
     with worker.committing():
-        tool_call_approve(tool_call_id=call.pk, user=reviewer, edited_input={**SHIP, "quantity": 1})
+        proposal_approve(tool_call_id=call.pk, user=reviewer, edited_input={**SHIP, "quantity": 1})
     fake_anthropic.push_text("Shipped one.")
     worker.drain()
     call.refresh_from_db()
@@ -195,7 +195,7 @@ def test_two_tool_uses_in_one_reply_are_answered_together_in_order(fake_anthropi
 
     fake_anthropic.push_text("All done.")
     with worker.committing():
-        tool_call_approve(
+        proposal_approve(
             tool_call_id=ToolCall.objects.get(tool_use_id=ids[0]).pk,
             user=user_create(perms=["toolbox.approve_shipment"]),
         )
@@ -213,9 +213,9 @@ def test_approving_needs_the_tools_own_permission_not_staff(fake_anthropic, work
     call = ToolCall.objects.get(tool_use_id=ship_id)
     staff = user_create(perms=["agents.view_toolcall", "agents.change_agentrun"])
     with pytest.raises(PermissionDenied):
-        tool_call_approve(tool_call_id=call.pk, user=staff)
+        proposal_approve(tool_call_id=call.pk, user=staff)
     with pytest.raises(PermissionDenied):
-        tool_call_reject(tool_call_id=call.pk, user=staff, reason="no")
+        proposal_reject(tool_call_id=call.pk, user=staff, reason="no")
     call.refresh_from_db()
     assert call.status == ToolCall.Status.AWAITING_APPROVAL and call.decision is None
 
@@ -227,9 +227,9 @@ def test_the_same_approval_twice_runs_once(fake_anthropic, worker, widgets):
     call = ToolCall.objects.get(tool_use_id=ship_id)
     approver = user_create(perms=["toolbox.approve_shipment"])
     with worker.committing():
-        tool_call_approve(tool_call_id=call.pk, user=approver)
+        proposal_approve(tool_call_id=call.pk, user=approver)
     with pytest.raises(InvalidTransition):
-        tool_call_approve(tool_call_id=call.pk, user=approver)
+        proposal_approve(tool_call_id=call.pk, user=approver)
     fake_anthropic.push_text("ok")
     worker.drain()
     assert Shipment.objects.count() == 1

@@ -64,7 +64,7 @@ def browser_db(transactional_db):
     # Set up after transactional_db, so torn down before its flush: empty the tables here,
     # with the DELETE guards lifted, and put the guards back; its own flush then finds
     # nothing left to delete in the guarded tables.
-    _execute(guards.sqlite_uninstall())
+    _execute(guards.sqlite_uninstall() + guards.sqlite_unseal(guards.LATER_SEALED))
     try:
         call_command(
             "flush",
@@ -76,7 +76,7 @@ def browser_db(transactional_db):
             inhibit_post_migrate=False,
         )
     finally:
-        _execute(guards.sqlite_install())
+        _execute(guards.sqlite_install() + guards.sqlite_seal(guards.LATER_SEALED))
 
 
 @pytest.fixture

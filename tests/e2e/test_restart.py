@@ -32,11 +32,11 @@ def test_a_paused_run_survives_a_restart_of_every_process(site, fake_anthropic):
     site.python(
         "from django.contrib.auth.models import Permission, User\n"
         "from agents.models import ToolCall\n"
-        "from agents.services import tool_call_approve\n"
+        "from agents.services import proposal_approve\n"
         "u = User.objects.create_user('alice', is_staff=True)\n"
         "u.user_permissions.add(Permission.objects.get(codename='approve_shipment'))\n"
         "u = User.objects.get(pk=u.pk)\n"
-        f"tool_call_approve(tool_call_id=ToolCall.objects.get(tool_use_id='{ship_id}').pk, user=u)"
+        f"proposal_approve(tool_call_id=ToolCall.objects.get(tool_use_id='{ship_id}').pk, user=u)"
     )
     fake_anthropic.push_text("Two gears are on their way.")
 

@@ -64,20 +64,25 @@ def sre_settings(settings, tmp_path, repo):
     settings.GITHUB_REPOSITORY = ""
     settings.SLACK_BOT_TOKEN = ""
     settings.SLACK_CHANNEL = ""
+    settings.SLACK_CHANNELS = {}
     settings.GITHUB_WEBHOOK_SECRET = "s3cret"
     return settings
 
 
 @pytest.fixture
 def wired(sre_settings, remote, github_fake, slack_fake):
-    """Remote, GitHub and Slack all configured, each a local fake."""
+    """Remote, GitHub and Slack all configured, each a local fake.
+
+    With Slack configured the engine's notices post when a proposal starts waiting and update
+    that message as it is decided; SLACK_CHANNEL is a channel ID, as the lookups need.
+    """
     sre_settings.SRE_GIT_REMOTE = str(remote)
     sre_settings.GITHUB_TOKEN = github_fake.token
     sre_settings.GITHUB_REPOSITORY = github_fake.repository
     sre_settings.GITHUB_API_URL = github_fake.url
     sre_settings.SLACK_BOT_TOKEN = slack_fake.token
     sre_settings.SLACK_API_URL = slack_fake.url
-    sre_settings.SLACK_CHANNEL = "#ops"
+    sre_settings.SLACK_CHANNEL = slack_fake.channel_id("ops")
     return sre_settings
 
 

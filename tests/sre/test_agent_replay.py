@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agents.models import AgentRun
+from agents.selectors import proposal_inbox
 from sre.models import Incident, PatchProposal
 from tests.sre.agent_steps import code_incident, start  # noqa: F401
 
@@ -23,6 +24,8 @@ def test_the_keyerror_recording_ends_in_a_patch_waiting_for_review(worker, sre_s
     ]
     patch = PatchProposal.objects.get()
     assert patch.status == PatchProposal.Status.PROPOSED
+    assert all(c["passed"] for c in patch.checks), patch.checks
+    assert list(proposal_inbox().values_list("pk", flat=True)) == [patch.tool_call_id]
     assert '+    profile = payload.get("user_profile", {})' in patch.diff
     assert "Hypothesis" in run.messages[3]["content"][0]["text"]
     assert Incident.objects.get().status == Incident.Status.PATCH_PROPOSED

@@ -1,4 +1,5 @@
-"""The patch review page: the diff escaped and coloured, Approve / Reject checked again on POST."""
+"""A patch is reviewed on the engine's one review page: the diff escaped and coloured, its
+checks, Approve (as proposed) or Reject with a reason, each checked again on POST."""
 
 from __future__ import annotations
 
@@ -6,14 +7,19 @@ import re
 from html import unescape
 
 import pytest
+from django.contrib.messages import get_messages
 from django.urls import reverse
 
+from agents.models import Approval, ToolCall
 from sre.models import PatchProposal
 from tests.factories.users import user_create
-from tests.sre.agent_steps import proposed_patch
+from tests.sre.agent_steps import proposed_patch, tool_result
 
 pytestmark = pytest.mark.django_db
 P = PatchProposal.Status
+APPROVER = ["sre.view_patchproposal", "sre.approve_patch"]
+INBOX = reverse("admin:agents_toolcall_approvals")
+APPROVE_LABEL = "Approve: push the branch and open the pull request"
 
 
 @pytest.fixture
@@ -21,9 +27,27 @@ def patch(fake_anthropic, worker, sre_settings):
     return proposed_patch(worker, fake_anthropic)
 
 
+def review_url(patch: PatchProposal) -> str:
+    return reverse("admin:agents_toolcall_review", args=[patch.tool_call_id])
+
+
+def status(patch: PatchProposal) -> str:
+    return PatchProposal.objects.select_related("tool_call").get(pk=patch.pk).status
+
+
+def inbox(client) -> list[int]:
+    return [row["call"].pk for row in client.get(INBOX).context["rows"]]
+
+
 def test_the_page_shows_the_diff_scratchpad_checks_and_traceback(client, patch):
-    client.force_login(user_create(perms=["sre.view_patchproposal", "sre.approve_patch"]))
-    response = client.get(reverse("admin:sre_patchproposal_review", args=[patch.pk]))
+    client.force_login(user_create(perms=APPROVER))
+    # The patch's own addresses lead to the one review page.
+    old = client.get(reverse("admin:sre_patchproposal_review", args=[patch.pk]))
+    assert old.status_code == 302 and old["Location"] == review_url(patch)
+    change = client.get(reverse("admin:sre_patchproposal_change", args=[patch.pk]))
+    assert change.status_code == 302 and change["Location"] == review_url(patch)
+
+    response = client.get(review_url(patch))
     assert response.status_code == 200
     html = response.content.decode()
     added = re.search(
@@ -36,27 +60,83 @@ def test_the_page_shows_the_diff_scratchpad_checks_and_traceback(client, patch):
     assert text == '+    profile = payload.get("user_profile", {})'
     assert "Hypothesis: upstream omits user_profile" in html
     assert "patch applies to the live tree" in html and "KeyError: &#x27;user_profile&#x27;" in html
-    assert 'id="decide"' in html
+    assert f"Patch #{patch.pk}" in html and patch.branch in html
+    # Approve as proposed or reject: a patch is not edited on the page.
+    assert 'id="approve-form"' in html and APPROVE_LABEL in html
+    assert 'id="reject-form"' in html and 'id="edit-form"' not in html
+
     list_page = client.get(reverse("admin:sre_patchproposal_changelist"))
-    assert list_page.status_code == 200 and "Review" in list_page.content.decode()
+    assert list_page.status_code == 200
+    listed = list_page.content.decode()
+    assert "Review" in listed and review_url(patch) in listed
+    assert P.PROPOSED.label in listed
+
+
+def test_an_unknown_patch_goes_back_to_the_list_with_a_message(client, patch):
+    client.force_login(user_create(perms=APPROVER))
+    for missing in ("999", "nope"):
+        response = client.get(reverse("admin:sre_patchproposal_review", args=[missing]))
+        assert response.status_code == 302
+        assert response["Location"] == reverse("admin:sre_patchproposal_changelist")
+        assert f"There is no patch #{missing}" in str(list(get_messages(response.wsgi_request)))
 
 
 def test_a_viewer_without_the_permission_sees_no_buttons_and_cannot_post(client, patch):
+    client.force_login(user_create(perms=["sre.view_patchproposal", "agents.view_toolcall"]))
+    html = client.get(review_url(patch)).content.decode()
+    assert 'id="no-permission"' in html and "sre.approve_patch" in html
+    assert 'id="approve-form"' not in html and 'id="reject-form"' not in html
+    assert client.post(review_url(patch), {"action": "approve"}).status_code == 403
+    assert client.post(review_url(patch), {"action": "reject", "reason": "x"}).status_code == 403
+    assert status(patch) == P.PROPOSED
+
     client.force_login(user_create(perms=["sre.view_patchproposal"]))
-    url = reverse("admin:sre_patchproposal_review", args=[patch.pk])
-    assert 'id="decide"' not in client.get(url).content.decode()
-    client.post(url, {"approve": "1"})
-    assert PatchProposal.objects.get(pk=patch.pk).status == P.PROPOSED
+    assert client.post(review_url(patch), {"action": "approve"}).status_code == 403
+    assert status(patch) == P.PROPOSED
+
+
+def test_approve_on_the_page_publishes_once_and_returns_to_the_inbox(
+    client, patch, fake_anthropic, worker
+):
+    reviewer = user_create(perms=APPROVER)
+    client.force_login(reviewer)
+    assert inbox(client) == [patch.tool_call_id]
+    fake_anthropic.push_text("The branch is ready.")
+    with worker.committing():
+        response = client.post(review_url(patch), {"action": "approve", "note": "Looks right"})
+    assert response.status_code == 302 and response["Location"] == INBOX
+    worker.drain()
+    assert status(patch) == P.PUBLISHED
+    [approval] = Approval.objects.filter(proposal_id=patch.tool_call_id)
+    assert approval.user == reviewer and approval.note == "Looks right"
+    call = ToolCall.objects.get(pk=patch.tool_call_id)
+    assert call.decided_by == reviewer and call.status == ToolCall.Status.SUCCEEDED
+    assert inbox(client) == []
+    # A second POST (a double click) changes nothing and says why.
+    again = client.post(review_url(patch), {"action": "approve"}, follow=True)
+    assert "Nothing was changed" in again.content.decode()
+    assert Approval.objects.filter(proposal_id=patch.tool_call_id).count() == 1
 
 
 def test_reject_on_the_page_needs_a_reason_and_tells_claude(client, patch, fake_anthropic, worker):
-    client.force_login(user_create(perms=["sre.view_patchproposal", "sre.approve_patch"]))
-    url = reverse("admin:sre_patchproposal_review", args=[patch.pk])
-    client.post(url, {"reject": "1", "reason": ""})
-    assert PatchProposal.objects.get(pk=patch.pk).status == P.PROPOSED
+    reviewer = user_create(perms=APPROVER)
+    client.force_login(reviewer)
+    url = review_url(patch)
+    empty = client.post(url, {"action": "reject", "reason": ""})
+    assert empty.status_code == 200 and "needs a reason" in empty.content.decode()
+    assert status(patch) == P.PROPOSED
     fake_anthropic.push_text("Understood.")
     with worker.committing():
-        client.post(url, {"reject": "1", "reason": "Fix the upstream client instead"})
+        response = client.post(
+            url, {"action": "reject", "reason": "Fix the upstream client instead"}
+        )
+    assert response.status_code == 302 and response["Location"] == INBOX
     worker.drain()
-    patch.refresh_from_db()
-    assert patch.status == P.REJECTED and patch.reject_reason == "Fix the upstream client instead"
+    assert status(patch) == P.REJECTED
+    call = ToolCall.objects.get(pk=patch.tool_call_id)
+    assert call.decided_by == reviewer
+    assert call.decision_reason == "Fix the upstream client instead"
+    result = tool_result(fake_anthropic, call.tool_use_id)
+    assert result["is_error"] and "Fix the upstream client instead" in result["content"]
+    html = client.get(url).content.decode()
+    assert "Fix the upstream client instead" in html and 'id="approve-form"' not in html

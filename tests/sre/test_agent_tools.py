@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agents.models import AgentRun, ToolCall
+from agents.selectors import proposal_inbox
 from sre.models import Incident, PatchProposal
 from tests.sre.agent_steps import (  # noqa: F401
     FIX,
@@ -72,7 +73,9 @@ def test_a_proposal_with_no_diff_is_blocked_and_claude_is_told(
     start(worker, code_incident())
     patch = PatchProposal.objects.get()
     assert patch.status == PatchProposal.Status.BLOCKED and patch.diff == ""
-    assert ToolCall.objects.get(tool_use_id=pr_id).status == ToolCall.Status.BLOCKED
+    call = ToolCall.objects.get(tool_use_id=pr_id)
+    assert call.status == ToolCall.Status.BLOCKED and call.decision == ToolCall.Decision.BLOCKED
+    assert not proposal_inbox().exists()  # nobody is asked to approve it
     result = tool_result(fake_anthropic, pr_id)
     assert result["is_error"] and "no changes" in result["content"]
 
@@ -84,8 +87,9 @@ def test_a_patch_that_does_not_compile_is_blocked(fake_anthropic, worker, sre_se
     fake_anthropic.push_text("Blocked.")
     start(worker, code_incident())
     patch = PatchProposal.objects.get()
-    assert patch.status == PatchProposal.Status.BLOCKED
+    assert patch.status == PatchProposal.Status.BLOCKED and not proposal_inbox().exists()
     assert [c["passed"] for c in patch.checks] == [True, False]
+    assert patch.proposal.checked_in == "proposal"
     assert "app/api.py compiles" in tool_result(fake_anthropic, pr_id)["content"]
 
 
@@ -101,6 +105,8 @@ def test_the_check_command_runs_in_the_scratch_copy_and_its_result_is_kept(
     check = patch.checks[-1]
     assert check["name"] == "check: git diff --quiet" and check["passed"] is False
     assert not check["hard"] and patch.status == PatchProposal.Status.PROPOSED
+    # A failed soft check warns the reviewer; the patch still waits in the inbox.
+    assert list(proposal_inbox().values_list("pk", flat=True)) == [patch.tool_call_id]
 
 
 def test_secrets_in_code_and_logs_are_redacted_before_they_reach_the_model(

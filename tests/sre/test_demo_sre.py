@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from agents.models import AgentRun, ToolCall
+from agents.selectors import proposal_inbox
 from sre.models import Incident, LogSource, PatchProposal
 
 pytestmark = pytest.mark.django_db
@@ -63,6 +64,9 @@ def test_the_demo_seeds_the_keyerror_incident_and_its_patch_for_review_once(
     assert read.input_proposed == {"path": "app/api.py"}
     patch = PatchProposal.objects.get()
     assert patch.status == PatchProposal.Status.PROPOSED
+    assert all(c["passed"] for c in patch.checks), patch.checks
+    # It waits in the one inbox, for the engine's review page.
+    assert list(proposal_inbox().values_list("pk", flat=True)) == [patch.tool_call_id]
     assert patch.changed_files == ["app/api.py"]
     assert '+    profile = payload.get("user_profile", {})' in patch.diff
     assert '-    profile = payload["user_profile"]' in patch.diff

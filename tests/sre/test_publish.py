@@ -15,10 +15,8 @@ from sre.integrations.github import (
     pull_request_open,
     webhook_verify,
 )
-from sre.integrations.slack import SlackError, notice_post
 from sre.workspace import PublishError, branch_publish, scratch_create
 from tests.fakes.github import FakeGitHub
-from tests.fakes.slack import FakeSlack
 from tests.sre.conftest import git
 
 
@@ -122,27 +120,3 @@ def test_github_webhook_signatures():
         webhook_verify(body=body, signature=good.replace("a", "b"), secret="s3cret")
     with pytest.raises(WebhookRejected, match="not set"):
         webhook_verify(body=body, signature=good, secret="")
-
-
-@pytest.fixture
-def slack_fake():
-    server = FakeSlack().start()
-    yield server
-    server.stop()
-
-
-def test_slack_notices_thread_under_the_first(slack_fake):
-    ts = notice_post(
-        token=slack_fake.token, api_url=slack_fake.url, channel="#ops", text="Incident #7"
-    )
-    notice_post(
-        token=slack_fake.token,
-        api_url=slack_fake.url,
-        channel="#ops",
-        text="PR opened",
-        thread_ts=ts,
-    )
-    first, second = slack_fake.messages
-    assert first["text"] == "Incident #7" and second["thread_ts"] == ts
-    with pytest.raises(SlackError, match="invalid_auth"):
-        notice_post(token="xoxb-wrong", api_url=slack_fake.url, channel="#ops", text="x")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agents.models import AgentRun, ToolCall
-from support.models import Refund, Ticket
+from support.models import Refund, ReplyDraft, Ticket
 from support.services import ticket_ingest_email
 from tests.support import mails
 
@@ -31,9 +31,24 @@ def script_until_refund(fake_anthropic, *, amount: int = 4000, email: str = "bob
     return refund_id
 
 
-def script_reply(fake_anthropic, text: str = "Hi Bob, your $40.00 refund is on its way.") -> None:
-    fake_anthropic.push_tool_use(("reply_to_customer", {"body": text}))
-    fake_anthropic.push_text("Drafted the reply.")
+def script_reply(fake_anthropic, text: str = "Hi Bob, your $40.00 refund is on its way.") -> str:
+    """Claude answers the refund's result with a reply, which waits for a person; its id."""
+    [reply_id] = fake_anthropic.push_tool_use(("reply_to_customer", {"body": text}))
+    return reply_id
+
+
+def reply_send(worker, fake_anthropic, reply_id: str, *, user=None, then: str = "Sent.") -> None:
+    """A person approves Claude's reply; it is mailed and Claude finishes."""
+    from agents.services import proposal_approve
+    from tests.factories.users import user_create
+
+    fake_anthropic.push_text(then)
+    call = ToolCall.objects.get(tool_use_id=reply_id)
+    with worker.committing():
+        proposal_approve(
+            tool_call_id=call.pk, user=user or user_create(perms=["support.send_reply"])
+        )
+    worker.drain()
 
 
 def proposed_refund(worker, fake_anthropic, *, then: str | None = None, **kwargs) -> Refund:
@@ -48,3 +63,13 @@ def proposed_refund(worker, fake_anthropic, *, then: str | None = None, **kwargs
 
 def run_of(refund: Refund) -> AgentRun:
     return AgentRun.objects.get(pk=ToolCall.objects.get(pk=refund.tool_call_id).run_id)
+
+
+def proposed_reply(
+    worker, fake_anthropic, text: str = "Hi Bob, sorry about the widget. A colleague will help."
+) -> ReplyDraft:
+    """Bob writes and Claude answers at once with a reply, which waits for a person."""
+    [reply_id] = fake_anthropic.push_tool_use(("reply_to_customer", {"body": text}))
+    bob_writes(worker)
+    worker.drain()
+    return ReplyDraft.objects.get(tool_call__tool_use_id=reply_id)

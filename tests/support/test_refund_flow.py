@@ -6,18 +6,25 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.core import mail
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
-from agents.models import AgentRun, ToolCall
-from agents.services import InvalidTransition, agents_sweep, tool_call_approve
-from support.models import Refund, ReplyDraft, Ticket
+from agents.models import AgentRun, Proposal, ToolCall
+from agents.services import (
+    InvalidToolInput,
+    InvalidTransition,
+    ProposalBlocked,
+    agents_sweep,
+    proposal_approve,
+)
+from support.models import ReplyDraft, Ticket
 from support.services.refunds import refund_approve, refund_reject
 from tests.factories.users import user_create
-from tests.support.refund_steps import proposed_refund, run_of, script_reply
+from tests.support.refund_steps import proposed_refund, reply_send, run_of, script_reply
 
 pytestmark = pytest.mark.django_db
-R = Refund.Status
+P = Proposal.State
 
 
 def approver(**kwargs):
@@ -38,19 +45,20 @@ def test_bobs_email_ends_in_exactly_one_4000_cent_refund_and_a_reply(
     refund = proposed_refund(worker, fake_anthropic)
     run = run_of(refund)
     assert run.status == AgentRun.Status.AWAITING_APPROVAL
-    assert refund.status == R.PROPOSED and refund.amount == 4000
+    assert refund.state == P.WAITING and refund.amount == 4000
     assert refund.charge_id == stripe_fake.bob_charge["id"]
-    assert all(c["passed"] for c in refund.checks if c["hard"]), refund.checks
+    assert all(c["passed"] for c in refund.proposal.checks if c["hard"]), refund.proposal.checks
     assert Ticket.objects.get().status == Ticket.Status.AWAITING_APPROVAL
     assert stripe_fake.refund_posts == []  # nothing has moved yet
 
-    script_reply(fake_anthropic)
+    reply_id = script_reply(fake_anthropic)
     with worker.committing():
         refund_approve(refund_id=refund.pk, user=approver())
     worker.drain()
 
     refund.refresh_from_db()
-    assert refund.status == R.SUCCEEDED and refund.provider_refund_id.startswith("re_")
+    assert (refund.state, refund.provider_status) == (P.DONE, "succeeded")
+    assert refund.provider_refund_id.startswith("re_")
     [post] = stripe_fake.refund_posts
     assert post.headers["idempotency-key"] == str(refund.idempotency_key)
     [at_stripe] = stripe_fake.refunds_on(stripe_fake.bob_charge["id"])
@@ -60,11 +68,21 @@ def test_bobs_email_ends_in_exactly_one_4000_cent_refund_and_a_reply(
     result = last_result(fake_anthropic, refund.tool_call.tool_use_id)
     assert result["is_error"] is False
     assert json.loads(result["content"])["refund"] == refund.provider_refund_id
+    # Claude's reply is a proposal too: it waits for a person, then goes out once.
+    run.refresh_from_db()
+    assert run.status == AgentRun.Status.AWAITING_APPROVAL
+    draft = ReplyDraft.objects.get()
+    assert draft.state == P.WAITING and "$40.00" in draft.body
+    assert draft.status == ReplyDraft.Status.DRAFT and not mail.outbox
+    assert Ticket.objects.get().status == Ticket.Status.AWAITING_APPROVAL
+    reply_send(worker, fake_anthropic, reply_id, then="The reply is sent.")
+    draft.refresh_from_db()
+    assert draft.state == P.DONE and draft.status == ReplyDraft.Status.SENT
+    [sent] = mail.outbox
+    assert sent.to == ["bob@test.com"] and "$40.00" in sent.body
     run.refresh_from_db()
     assert run.status == AgentRun.Status.COMPLETED
-    draft = ReplyDraft.objects.get()
-    assert draft.status == ReplyDraft.Status.DRAFT and "$40.00" in draft.body
-    assert Ticket.objects.get().status == Ticket.Status.AWAITING_APPROVAL
+    assert Ticket.objects.get().status == Ticket.Status.WAITING_ON_CUSTOMER
 
 
 def test_edit_the_amount_then_approve_refunds_the_edit_and_tells_claude(
@@ -76,7 +94,7 @@ def test_edit_the_amount_then_approve_refunds_the_edit_and_tells_claude(
         refund_approve(refund_id=refund.pk, user=approver(), amount=2500)
     worker.drain()
     refund.refresh_from_db()
-    assert (refund.status, refund.amount, refund.amount_proposed) == (R.SUCCEEDED, 2500, 4000)
+    assert (refund.state, refund.amount, refund.amount_proposed) == (P.DONE, 2500, 4000)
     assert stripe_fake.refunds_on(stripe_fake.bob_charge["id"])[0]["amount"] == 2500
     result = last_result(fake_anthropic, refund.tool_call.tool_use_id)
     assert "edited your input" in result["content"] and '"amount": 2500' in result["content"]
@@ -84,10 +102,10 @@ def test_edit_the_amount_then_approve_refunds_the_edit_and_tells_claude(
 
 def test_an_edit_above_what_is_refundable_is_refused(fake_anthropic, stripe_fake, worker):
     refund = proposed_refund(worker, fake_anthropic)
-    with pytest.raises(InvalidTransition, match="more than may be refunded"):
+    with pytest.raises(InvalidToolInput, match="not more than is refundable: 4001 of 4000"):
         refund_approve(refund_id=refund.pk, user=approver(), amount=4001)
     refund.refresh_from_db()
-    assert refund.status == R.PROPOSED and refund.amount == 4000
+    assert refund.state == P.WAITING and refund.amount == 4000
 
 
 def test_reject_tells_claude_and_moves_no_money(fake_anthropic, stripe_fake, worker):
@@ -97,7 +115,7 @@ def test_reject_tells_claude_and_moves_no_money(fake_anthropic, stripe_fake, wor
         refund_reject(refund_id=refund.pk, user=approver(), reason="Order is past the window")
     worker.drain()
     refund.refresh_from_db()
-    assert refund.status == R.REJECTED
+    assert refund.state == P.REJECTED
     result = last_result(fake_anthropic, refund.tool_call.tool_use_id)
     assert result["is_error"] is True and "Order is past the window" in result["content"]
     assert stripe_fake.refund_posts == []
@@ -124,13 +142,19 @@ def test_approval_needs_the_refund_permission_not_staff(fake_anthropic, stripe_f
         refund_reject(refund_id=refund.pk, user=staff, reason="no")
 
 
-def test_the_generic_approval_path_cannot_bypass_the_refund_rules(
+def test_the_engines_approval_is_the_refund_approval_with_its_rules(
     fake_anthropic, stripe_fake, worker
 ):
     refund = proposed_refund(worker, fake_anthropic)
-    with pytest.raises(InvalidTransition, match="refund review page"):
-        tool_call_approve(tool_call_id=refund.tool_call_id, user=approver())
+    edited = {**refund.tool_call.input_proposed, "amount": 4001}
+    with pytest.raises(InvalidToolInput, match="not more than is refundable"):
+        proposal_approve(tool_call_id=refund.tool_call_id, user=approver(), edited_input=edited)
     assert ToolCall.objects.get(pk=refund.tool_call_id).status == ToolCall.Status.AWAITING_APPROVAL
+    script_reply(fake_anthropic)
+    with worker.committing():
+        proposal_approve(tool_call_id=refund.tool_call_id, user=approver())
+    worker.drain()
+    assert len(stripe_fake.refunds_on(refund.charge_id)) == 1
 
 
 def test_above_the_threshold_two_different_people_must_approve(
@@ -142,7 +166,7 @@ def test_above_the_threshold_two_different_people_must_approve(
     with worker.committing():
         refund_approve(refund_id=refund.pk, user=first)
     refund.refresh_from_db()
-    assert refund.status == R.AWAITING_SECOND_APPROVAL
+    assert refund.state == P.SECOND_APPROVAL
     assert worker.drain() == [] and stripe_fake.refund_posts == []
     with pytest.raises(PermissionDenied, match="different person"):
         refund_approve(refund_id=refund.pk, user=first)
@@ -151,23 +175,23 @@ def test_above_the_threshold_two_different_people_must_approve(
         refund_approve(refund_id=refund.pk, user=second)
     worker.drain()
     refund.refresh_from_db()
-    assert refund.status == R.SUCCEEDED
-    assert (refund.first_approved_by, refund.approved_by) == (first, second)
+    assert (refund.state, refund.provider_status) == (P.DONE, "succeeded")
+    approvals = refund.proposal.approvals.order_by("created_at")
+    assert [a.user for a in approvals] == [first, second]
+    assert refund.tool_call.decided_by == second
     assert len(stripe_fake.refund_posts) == 1
 
 
 def test_an_undecided_refund_expires_and_claude_is_told(
     fake_anthropic, stripe_fake, worker, settings
 ):
-    from support.services.refunds import refunds_expire
-
     refund = proposed_refund(worker, fake_anthropic)
     script_reply(fake_anthropic, "Hi Bob, we will get back to you.")
     with worker.committing():
-        assert refunds_expire(now=timezone.now() + timedelta(hours=49)) == 1
+        assert agents_sweep(now=timezone.now() + timedelta(hours=49)).calls_expired == 1
     worker.drain()
     refund.refresh_from_db()
-    assert refund.status == R.EXPIRED
+    assert refund.state == P.EXPIRED
     result = last_result(fake_anthropic, refund.tool_call.tool_use_id)
     assert result["is_error"] is True and "did not run" in result["content"]
     with pytest.raises(InvalidTransition):
@@ -189,14 +213,14 @@ def test_a_worker_killed_after_stripe_answered_refunds_exactly_once(
         worker.drain()
     monkeypatch.undo()
     refund.refresh_from_db()
-    assert refund.status == R.SUBMITTING and len(stripe_fake.refunds_on(refund.charge_id)) == 1
+    assert refund.state == P.RUNNING and len(stripe_fake.refunds_on(refund.charge_id)) == 1
 
     script_reply(fake_anthropic)
     with worker.committing():
         agents_sweep(now=timezone.now() + timedelta(hours=1))
     worker.drain()
     refund.refresh_from_db()
-    assert refund.status == R.SUCCEEDED and refund.attempts == 2
+    assert (refund.state, refund.provider_status) == (P.DONE, "succeeded") and refund.attempts == 2
     keys = {p.headers["idempotency-key"] for p in stripe_fake.refund_posts}
     assert keys == {str(refund.idempotency_key)} and len(stripe_fake.refund_posts) == 2
     assert len(stripe_fake.refunds_on(refund.charge_id)) == 1
@@ -211,31 +235,77 @@ def test_stripe_down_leaves_the_refund_submitting_until_it_answers(
         refund_approve(refund_id=refund.pk, user=approver())
     worker.drain()
     refund.refresh_from_db()
-    assert refund.status == R.SUBMITTING
-    assert ToolCall.objects.get(pk=refund.tool_call_id).status == ToolCall.Status.EXECUTING
+    # Queued again after a delay, with the same key; never sent twice at once.
+    assert refund.state == P.APPROVED
+    call = ToolCall.objects.get(pk=refund.tool_call_id)
+    assert call.status == ToolCall.Status.QUEUED and call.next_attempt_at is not None
 
     script_reply(fake_anthropic)
     with worker.committing():
         agents_sweep(now=timezone.now() + timedelta(hours=1))
     worker.drain()
     refund.refresh_from_db()
-    assert refund.status == R.SUCCEEDED
+    assert (refund.state, refund.provider_status) == (P.DONE, "succeeded")
     assert len(stripe_fake.refunds_on(refund.charge_id)) == 1
+
+
+def refunded_elsewhere(stripe_fake) -> None:
+    charge = stripe_fake.bob_charge["id"]
+    stripe_fake.refund_add(charge, 4000)
+    stripe_fake.charges[charge]["amount_refunded"] = 4000
+    stripe_fake.charges[charge]["refunded"] = True
+
+
+def test_a_refund_whose_charge_changed_is_blocked_at_approval(fake_anthropic, stripe_fake, worker):
+    refund = proposed_refund(worker, fake_anthropic)
+    refunded_elsewhere(stripe_fake)  # days later, the charge is no longer refundable
+    script_reply(fake_anthropic, "Hi Bob, we could not refund this just now.")
+    with worker.committing(), pytest.raises(ProposalBlocked, match="4000 of 0 cents"):
+        refund_approve(refund_id=refund.pk, user=approver())
+    worker.drain()
+    refund.refresh_from_db()
+    assert refund.state == P.BLOCKED and refund.proposal.checked_in == "approval"
+    assert stripe_fake.refund_posts == []
+    result = last_result(fake_anthropic, refund.tool_call.tool_use_id)
+    assert result["is_error"] is True and "4000 of 0 cents" in result["content"]
+
+
+def test_a_refund_whose_charge_changed_after_approval_is_not_sent(
+    fake_anthropic, stripe_fake, worker
+):
+    refund = proposed_refund(worker, fake_anthropic)
+    with worker.committing():
+        refund_approve(refund_id=refund.pk, user=approver())
+    refunded_elsewhere(stripe_fake)  # between the approval and the worker
+    script_reply(fake_anthropic, "Hi Bob, we could not refund this just now.")
+    worker.drain()
+    refund.refresh_from_db()
+    assert refund.state == P.BLOCKED and refund.proposal.checked_in == "execution"
+    assert stripe_fake.refund_posts == []
+    result = last_result(fake_anthropic, refund.tool_call.tool_use_id)
+    assert result["is_error"] is True and "right before it would have run" in result["content"]
 
 
 def test_a_refund_stripe_refuses_fails_with_stripes_message(fake_anthropic, stripe_fake, worker):
     refund = proposed_refund(worker, fake_anthropic)
-    stripe_fake.refund_add(stripe_fake.bob_charge["id"], 4000)  # refunded elsewhere meanwhile
-    stripe_fake.charges[stripe_fake.bob_charge["id"]]["amount_refunded"] = 4000
-    stripe_fake.charges[stripe_fake.bob_charge["id"]]["refunded"] = True
     script_reply(fake_anthropic, "Hi Bob, we could not refund this just now.")
     with worker.committing():
         refund_approve(refund_id=refund.pk, user=approver())
+    stripe_fake.fail_next(
+        "error",
+        path="/v1/refunds",
+        error={
+            "type": "invalid_request_error",
+            "code": "charge_already_refunded",
+            "message": "Charge has already been refunded.",
+        },
+    )
     worker.drain()
     refund.refresh_from_db()
-    assert refund.status == R.FAILED and "refunded" in refund.failure_message
+    assert refund.state == P.FAILED and refund.failure_message
     result = last_result(fake_anthropic, refund.tool_call.tool_use_id)
     assert result["is_error"] is True and refund.failure_message in result["content"]
+    assert "already been refunded" in refund.failure_message
 
 
 def test_escalation_ends_the_run_and_mails_staff(fake_anthropic, stripe_fake, worker, settings):

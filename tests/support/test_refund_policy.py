@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.models import ToolCall
+from agents.models import Proposal, ToolCall
+from agents.selectors import proposal_inbox
 from agents.services import InvalidTransition
 from support.models import Refund
 from support.services.aliases import customer_alias_confirm
@@ -20,10 +21,12 @@ def check(refund: Refund, name: str) -> dict:
 
 
 def assert_blocked(refund: Refund, failing: str, fake_anthropic) -> None:
-    assert refund.status == Refund.Status.BLOCKED
+    assert refund.status == Refund.Status.BLOCKED and refund.state == Proposal.State.BLOCKED
     assert check(refund, failing)["passed"] is False, refund.checks
+    assert refund.proposal.checked_in == "proposal"  # blocked before anyone could approve
     call = ToolCall.objects.get(pk=refund.tool_call_id)
     assert call.status == ToolCall.Status.BLOCKED
+    assert not proposal_inbox().exists()  # nothing for a person to decide
     with pytest.raises(InvalidTransition):
         refund_approve(refund_id=refund.pk, user=user_create(perms=["support.approve_refund"]))
 
@@ -57,6 +60,7 @@ def test_a_confirmed_alias_passes(fake_anthropic, stripe_fake, worker):
     refund = Refund.objects.get(tool_call__tool_use_id=tool_use_id)
     assert check(refund, "email matches the ticket")["passed"] is True
     assert refund.status == Refund.Status.PROPOSED
+    assert [p.pk for p in proposal_inbox()] == [refund.tool_call_id]
 
 
 def test_more_than_is_refundable_is_a_hard_failure(fake_anthropic, stripe_fake, worker):

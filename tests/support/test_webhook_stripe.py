@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from agents.models import Proposal
+from agents.selectors import proposal_inbox
 from support.models import Refund
 from support.services.refunds import refund_approve
 from tests.factories.users import user_create
@@ -11,6 +13,7 @@ from tests.support.refund_steps import proposed_refund, script_reply
 
 pytestmark = pytest.mark.django_db
 URL = "/hooks/stripe/"
+P = Proposal.State
 
 
 @pytest.fixture
@@ -22,7 +25,8 @@ def pending_refund(fake_anthropic, stripe_fake, worker):
         refund_approve(refund_id=refund.pk, user=user_create(perms=["support.approve_refund"]))
     worker.drain()
     refund.refresh_from_db()
-    assert refund.status == Refund.Status.PENDING
+    # Its call is done; the money is pending at the bank, and the webhook says how it ends.
+    assert (refund.state, refund.status) == (P.DONE, Refund.Status.PENDING)
     return refund
 
 
@@ -75,6 +79,20 @@ def test_a_forged_or_unsigned_event_is_refused(client, stripe_fake, pending_refu
     assert response.status_code == 400
     pending_refund.refresh_from_db()
     assert pending_refund.status == Refund.Status.PENDING
+
+
+def test_an_event_about_a_refund_still_waiting_for_a_person_changes_nothing(
+    client, fake_anthropic, stripe_fake, worker
+):
+    refund = proposed_refund(worker, fake_anthropic)
+    data = stripe_fake.refund_add(
+        refund.charge_id, 4000, metadata={"countersign_refund": str(refund.pk)}
+    )
+    assert post(client, stripe_fake, stripe_fake.event("refund.updated", data)).status_code == 200
+    refund.refresh_from_db()
+    assert (refund.state, refund.status) == (P.WAITING, Refund.Status.PROPOSED)
+    assert refund.provider_refund_id == "" and refund.provider_status == ""
+    assert [p.pk for p in proposal_inbox()] == [refund.tool_call_id]
 
 
 def test_get_is_refused(client):

@@ -13,6 +13,7 @@ from agents.registry import (
     Check,
     Escalate,
     Preparation,
+    ProposalType,
     Tool,
     ToolContext,
     ToolError,
@@ -62,7 +63,8 @@ def ship_widget(context: ToolContext, value: ShipWidget) -> dict:
     return {"shipment": shipment.pk, "quantity": shipment.quantity, "address": shipment.address}
 
 
-def ship_widget_prepare(context: ToolContext, value: ShipWidget) -> Preparation:
+def ship_widget_check(context: ToolContext) -> Preparation:
+    value = context.value
     widget = Widget.objects.filter(name=value.name).first()
     stock = widget.stock if widget else 0
     return Preparation(
@@ -75,9 +77,14 @@ def ship_widget_prepare(context: ToolContext, value: ShipWidget) -> Preparation:
     )
 
 
-def ship_widget_authorize(call, user, edited_input) -> None:
-    if edited_input and edited_input["quantity"] > call.input_proposed["quantity"]:
+def ship_widget_authorize(context: ToolContext, user) -> None:
+    if context.value.quantity > context.tool_call.input_proposed["quantity"]:
         raise InvalidTransition("A reviewer may lower the quantity Claude proposed, not raise it.")
+
+
+def ship_widget_summary(context: ToolContext) -> str:
+    value = context.value
+    return f"{value.quantity} × {value.name} to {value.address}"
 
 
 def escalate_to_human(context: ToolContext, value: EscalateToHuman) -> Escalate:
@@ -101,10 +108,14 @@ def register() -> None:
             "Ship widgets to an address. A person approves every shipment.",
             ShipWidget,
             ship_widget,
-            approval_permission="toolbox.approve_shipment",
+            proposal=ProposalType(
+                permission="toolbox.approve_shipment",
+                check=ship_widget_check,
+                authorize=ship_widget_authorize,
+                summary=ship_widget_summary,
+                lock=lambda context: context.value.name,
+            ),
             idempotent=True,
-            prepare=ship_widget_prepare,
-            authorize=ship_widget_authorize,
         )
     )
     toolset.add(

@@ -2,7 +2,7 @@
 
 The worker that `manage.py serve` starts then runs the support agent on it (a replay of
 recorded replies when no ANTHROPIC_API_KEY is set), and its refund proposal waits in the
-console's refund queue. Running it again changes nothing: the email's Message-ID is known.
+console's Inbox. Running it again changes nothing: the email's Message-ID is known.
 """
 
 from __future__ import annotations
@@ -50,5 +50,5 @@ class Command(BaseCommand):
         result = ticket_ingest_email(raw=BOB_EMAIL, source=Message.Source.FILE)
         self.stdout.write(
             f"Demo ticket #{result.ticket_id}: Bob's email ({result.describe()}). The worker runs "
-            "the support agent on it; its refund waits in Support desk › Refunds › Approval queue."
+            "the support agent on it; its refund waits in the Inbox (Home › Inbox) for a person."
         )

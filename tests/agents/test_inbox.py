@@ -1,0 +1,135 @@
+"""The inbox: everything that waits on a person, oldest first, filtered, at a fixed cost."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from agents.models import AgentRun, Approval, Proposal, ToolCall
+from agents.selectors import proposal_inbox
+from tests.factories.users import user_create
+
+pytestmark = pytest.mark.django_db
+INBOX = "admin:agents_toolcall_approvals"
+_n = itertools.count(1)
+
+
+def waiting(*, tool: str = "ship_widget", toolset: str = "toolbox", hours: float = 0, **extra):
+    """A proposal waiting for a person, as the engine leaves it, `hours` old."""
+    n = next(_n)
+    run = AgentRun.objects.create(
+        toolset=toolset,
+        prompt_name="toolbox",
+        prompt_version=1,
+        system="",
+        model="m",
+        backend="replay",
+        max_tokens=1024,
+        status=AgentRun.Status.AWAITING_APPROVAL,
+    )
+    permission = {"ship_widget": "toolbox.approve_shipment"}.get(tool, "support.approve_refund")
+    call = ToolCall.objects.create(
+        run=run,
+        tool_use_id=f"toolu_{uuid.uuid4().hex[:12]}",
+        turn=1,
+        position=0,
+        tool_name=tool,
+        input_proposed={"name": "gear", "quantity": 1, "address": f"{n} Main St"},
+        requires_approval=True,
+        approval_permission=permission,
+        status=ToolCall.Status.AWAITING_APPROVAL,
+        checks=[],
+    )
+    since = timezone.now() - timedelta(hours=hours)
+    return Proposal.objects.create(
+        tool_call=call,
+        toolset=toolset,
+        tool_name=tool,
+        summary=f"1 × gear to {n} Main St",
+        checks=[{"name": "small order", "passed": n % 2 == 0, "detail": "", "hard": False}],
+        checked_at=since,
+        checked_in="proposal",
+        waiting_since=since,
+        **extra,
+    )
+
+
+def test_the_inbox_lists_what_waits_oldest_first_with_age_summary_and_checks(client):
+    young, old = waiting(hours=1), waiting(hours=30)
+    ToolCall.objects.filter(pk=waiting().pk).update(status=ToolCall.Status.REJECTED)
+    client.force_login(user_create(perms=["toolbox.approve_shipment"]))
+    response = client.get(reverse(INBOX))
+    rows = response.context["rows"]
+    assert [r["proposal"].pk for r in rows] == [old.pk, young.pk]
+    assert rows[0]["age"] >= timedelta(hours=30) and rows[0]["can_decide"]
+    text = response.content.decode()
+    assert old.summary in text
+    assert "small order" in text
+    assert "1\xa0day" in text  # timesince keeps "1 day" together
+
+
+def test_the_filters(client):
+    ship_old = waiting(hours=50)
+    ship_new = waiting()
+    refund = waiting(tool="process_refund", toolset="support", approvals_required=2)
+    ann = user_create(perms=["toolbox.approve_shipment", "support.approve_refund"])
+    Approval.objects.create(proposal=refund, user=ann)
+    client.force_login(ann)
+
+    def shown(**query) -> list[int]:
+        return [r["proposal"].pk for r in client.get(reverse(INBOX), query).context["rows"]]
+
+    assert shown() == [ship_old.pk, ship_new.pk, refund.pk]
+    assert shown(kind="ship_widget") == [ship_old.pk, ship_new.pk]
+    assert shown(agent="support") == [refund.pk]
+    assert shown(age="1d") == [ship_old.pk]
+    assert shown(second="1") == [refund.pk]
+    assert refund.pk not in shown(mine="1")  # Ann approved it: the next approval is another's
+    bob = user_create(perms=["support.approve_refund"])
+    client.force_login(bob)
+    assert shown() == [refund.pk]  # an approver without the log sees only their kinds
+    assert shown(mine="1") == [refund.pk]
+
+
+def test_someone_who_may_neither_decide_nor_read_the_log_is_refused(client):
+    waiting()
+    client.force_login(user_create(perms=[]))
+    assert client.get(reverse(INBOX)).status_code == 403
+
+
+@pytest.mark.parametrize("rows", [5, 50])
+def test_the_inbox_costs_the_same_for_5_and_50_rows(client, rows):
+    for i in range(rows):
+        proposal = waiting(hours=i)
+        if i % 3 == 0:
+            Approval.objects.create(proposal=proposal, user=user_create())
+    client.force_login(user_create(perms=["toolbox.approve_shipment", "agents.view_toolcall"]))
+    client.get(reverse(INBOX))  # warm the session and the content types
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse(INBOX))
+    assert len(response.context["rows"]) == rows
+    # Session, user, permissions, the count, the page, its approvals and their users.
+    assert len(queries) <= 10, [q["sql"][:120] for q in queries]
+
+
+def test_the_review_page_answers_any_bad_id_without_an_error(client):
+    client.force_login(user_create(perms=["agents.view_toolcall"]))
+    for bad in ("999999", "abc", "0", "-1", str(2**70)):
+        response = client.get(f"/admin/agents/toolcall/{bad}/review/")
+        assert response.status_code == 302, bad
+        assert response["Location"] == reverse(INBOX)
+
+
+def test_the_selector_and_the_page_agree(client):
+    for i in range(3):
+        waiting(hours=i)
+    client.force_login(user_create(perms=["agents.view_toolcall"]))
+    rows = client.get(reverse(INBOX)).context["rows"]
+    assert [r["proposal"].pk for r in rows] == list(proposal_inbox().values_list("pk", flat=True))
