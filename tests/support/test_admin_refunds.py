@@ -369,3 +369,16 @@ def test_the_ticket_page_lists_its_refunds_and_runs(client, fake_anthropic, stri
     assert f"Refund #{refund.pk}</a>: $40.00" in body and "Proposed" in body
     assert review(refund) in body
     assert f"Run #{refund.tool_call.run_id}</a>" in body
+
+
+def test_whoever_may_view_refunds_may_open_a_refunds_review_page_but_not_decide(client):
+    refund = refund_waiting()
+    client.force_login(user_create(perms=["support.view_refund"]))
+    url = reverse("admin:agents_toolcall_review", args=[refund.tool_call_id])
+    response = client.get(url)
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert 'id="no-permission"' in text and 'id="approve-form"' not in text
+    assert client.post(url, {"action": "approve"}).status_code == 403
+    client.force_login(user_create(perms=["sre.view_patchproposal"]))
+    assert client.get(url).status_code == 403  # patches' viewers do not see refunds

@@ -145,7 +145,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Demo incident #{incident.pk}: {incident.title} ({incident.occurrences}x"
             f"{'; ' + spikes if spikes else ''}). SRE agent: {outcome}. The worker runs it; "
-            "its diff waits in SRE watchdog › Patch proposals for review."
+            "its diff waits in the Inbox (Home › Inbox) for review."
         )
 
     @staticmethod
