@@ -153,9 +153,14 @@ class ApprovalsMixin:
             if not can_decide:
                 raise PermissionDenied
             form = DecisionForm(request.POST)
-            if form.is_valid() and form.cleaned_data["action"] == EDIT and edit_class:
+            editing = form.is_valid() and form.cleaned_data["action"] == EDIT
+            if editing and edit_class is None:
+                form.add_error(
+                    None, f"A {call.tool_name} call is approved as proposed or rejected."
+                )
+            elif editing:
                 edit_form = edit_class(request.POST, call=call, record=record)
-            if form.is_valid() and (form.cleaned_data["action"] != EDIT or edit_form.is_valid()):
+            if form.is_valid() and (not editing or edit_form.is_valid()):
                 try:
                     return self._decide(request, call, form.cleaned_data, edit_form)
                 except InvalidToolInput as error:

@@ -140,3 +140,14 @@ def test_reject_on_the_page_needs_a_reason_and_tells_claude(client, patch, fake_
     assert result["is_error"] and "Fix the upstream client instead" in result["content"]
     html = client.get(url).content.decode()
     assert "Fix the upstream client instead" in html and 'id="approve-form"' not in html
+
+
+def test_an_edit_posted_for_a_patch_changes_nothing(client, fake_anthropic, worker, sre_settings):
+    patch = proposed_patch(worker, fake_anthropic)
+    client.force_login(user_create(perms=["sre.approve_patch"]))
+    url = f"/admin/agents/toolcall/{patch.tool_call_id}/review/"
+    response = client.post(url, {"action": "edit", "edited_input": "{}"})
+    assert response.status_code == 200
+    assert "approved as proposed or rejected" in response.content.decode()
+    assert ToolCall.objects.get(pk=patch.tool_call_id).status == ToolCall.Status.AWAITING_APPROVAL
+    assert PatchProposal.objects.get(pk=patch.pk).status == PatchProposal.Status.PROPOSED
