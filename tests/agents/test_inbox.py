@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import itertools
-import uuid
 from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
 
-from agents.models import AgentRun, Approval, Proposal, ToolCall
+from agents.models import Approval, ToolCall
 from agents.selectors import proposal_inbox
+from tests.factories.proposals import proposal_waiting
 from tests.factories.users import user_create
 
 pytestmark = pytest.mark.django_db
@@ -24,39 +23,15 @@ _n = itertools.count(1)
 def waiting(*, tool: str = "ship_widget", toolset: str = "toolbox", hours: float = 0, **extra):
     """A proposal waiting for a person, as the engine leaves it, `hours` old."""
     n = next(_n)
-    run = AgentRun.objects.create(
-        toolset=toolset,
-        prompt_name="toolbox",
-        prompt_version=1,
-        system="",
-        model="m",
-        backend="replay",
-        max_tokens=1024,
-        status=AgentRun.Status.AWAITING_APPROVAL,
-    )
     permission = {"ship_widget": "toolbox.approve_shipment"}.get(tool, "support.approve_refund")
-    call = ToolCall.objects.create(
-        run=run,
-        tool_use_id=f"toolu_{uuid.uuid4().hex[:12]}",
-        turn=1,
-        position=0,
-        tool_name=tool,
-        input_proposed={"name": "gear", "quantity": 1, "address": f"{n} Main St"},
-        requires_approval=True,
-        approval_permission=permission,
-        status=ToolCall.Status.AWAITING_APPROVAL,
-        checks=[],
-    )
-    since = timezone.now() - timedelta(hours=hours)
-    return Proposal.objects.create(
-        tool_call=call,
+    return proposal_waiting(
         toolset=toolset,
         tool_name=tool,
+        permission=permission,
+        input={"name": "gear", "quantity": 1, "address": f"{n} Main St"},
         summary=f"1 × gear to {n} Main St",
         checks=[{"name": "small order", "passed": n % 2 == 0, "detail": "", "hard": False}],
-        checked_at=since,
-        checked_in="proposal",
-        waiting_since=since,
+        hours=hours,
         **extra,
     )
 

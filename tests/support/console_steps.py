@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import uuid
 
-from django.utils import timezone
-
-from agents.models import AgentRun, Approval, Proposal, ToolCall
+from agents.models import ToolCall
 from support.models import Refund, ReplyDraft, Ticket
 from support.services.tickets import SUBJECT_TYPE
+from tests.factories.proposals import proposal_waiting
 
 _numbers = itertools.count(1)
 
@@ -30,47 +28,21 @@ def refund_waiting(
     ticket = Ticket.objects.create(
         customer_email=f"customer{n}@test.com", subject=f"Refund {n}", status="awaiting_approval"
     )
-    run = AgentRun.objects.create(
-        toolset="support",
-        prompt_name="support",
-        prompt_version=1,
-        system="",
-        model="replay",
-        backend="replay",
-        max_tokens=1024,
-        status=AgentRun.Status.AWAITING_APPROVAL,
-        subject_type=SUBJECT_TYPE,
-        subject_id=str(ticket.pk),
-    )
-    proposed = {"customer_email": ticket.customer_email, "amount": amount, "reason": "broken"}
-    call = ToolCall.objects.create(
-        run=run,
-        tool_use_id=f"toolu_{uuid.uuid4().hex[:12]}",
-        turn=1,
-        position=0,
-        tool_name="process_refund",
-        input_proposed=proposed,
-        requires_approval=True,
-        approval_permission="support.approve_refund",
-        status=call_status,
-        checks=[{"name": "per-refund cap", "passed": True, "detail": "ok", "hard": True}],
-    )
-    proposal = Proposal.objects.create(
-        tool_call=call,
+    proposal = proposal_waiting(
         toolset="support",
         tool_name="process_refund",
+        permission="support.approve_refund",
+        input={"customer_email": ticket.customer_email, "amount": amount, "reason": "broken"},
         summary=f"${amount / 100:.2f} to {ticket.customer_email} · ticket #{ticket.pk}",
         checks=[
             {"name": "per-refund cap", "passed": True, "detail": "ok", "hard": True},
             {"name": "one approver is enough", "passed": n % 2 == 0, "detail": "", "hard": False},
         ],
-        checked_at=timezone.now(),
-        checked_in="proposal",
-        waiting_since=timezone.now(),
-        approvals_required=2 if approved_by is not None else 1,
+        subject=(SUBJECT_TYPE, ticket.pk),
+        call_status=call_status,
+        approved_by=approved_by,
     )
-    if approved_by is not None:
-        Approval.objects.create(proposal=proposal, user=approved_by)
+    call = proposal.tool_call
     return Refund.objects.create(
         ticket=ticket,
         tool_call=call,
@@ -84,37 +56,14 @@ def refund_waiting(
 
 def reply_waiting(*, ticket: Ticket, body: str = "Hi, a colleague will help.") -> ReplyDraft:
     """Claude's reply on the ticket, waiting for a person, as reply_to_customer leaves it."""
-    run = AgentRun.objects.create(
-        toolset="support",
-        prompt_name="support",
-        prompt_version=1,
-        system="",
-        model="replay",
-        backend="replay",
-        max_tokens=1024,
-        status=AgentRun.Status.AWAITING_APPROVAL,
-        subject_type=SUBJECT_TYPE,
-        subject_id=str(ticket.pk),
-    )
-    call = ToolCall.objects.create(
-        run=run,
-        tool_use_id=f"toolu_{uuid.uuid4().hex[:12]}",
-        turn=1,
-        position=0,
-        tool_name="reply_to_customer",
-        input_proposed={"body": body},
-        requires_approval=True,
-        approval_permission="support.send_reply",
-        status=ToolCall.Status.AWAITING_APPROVAL,
-    )
-    Proposal.objects.create(
-        tool_call=call,
+    proposal = proposal_waiting(
         toolset="support",
         tool_name="reply_to_customer",
+        permission="support.send_reply",
+        input={"body": body},
         summary=f"Reply to {ticket.customer_email} · ticket #{ticket.pk}",
         checks=[{"name": "has text", "passed": True, "detail": "", "hard": True}],
-        checked_at=timezone.now(),
-        checked_in="proposal",
-        waiting_since=timezone.now(),
+        subject=(SUBJECT_TYPE, ticket.pk),
     )
+    call, run = proposal.tool_call, proposal.tool_call.run
     return ReplyDraft.objects.create(tool_call=call, ticket=ticket, body=body, drafted_by_run=run)
