@@ -197,6 +197,8 @@ def _slack_sync(proposal: Proposal) -> str:
     call = proposal.tool_call
     if proposal.state == Proposal.State.CHECKING:
         return "still being checked: no notice yet"
+    if not proposal.is_open and not Notice.objects.filter(key=f"proposal:{call.pk}:slack").exists():
+        return "closed before it waited for anyone: no notice"
     notice, _ = Notice.objects.get_or_create(
         key=f"proposal:{call.pk}:slack",
         defaults={

@@ -131,3 +131,14 @@ def test_without_slack_the_approvers_are_mailed_once(fake_anthropic, worker, wid
     proposal_notices_sync(tool_call_id=call.pk)
     assert len(mail.outbox) == 1
     assert Notice.objects.get().medium == Notice.Medium.EMAIL
+
+
+def test_a_proposal_blocked_before_anyone_saw_it_posts_nothing(
+    fake_anthropic, worker, widgets, slack_fake
+):
+    [ship_id] = fake_anthropic.push_tool_use(("ship_widget", {**SHIP, "name": "sprocket"}))
+    fake_anthropic.push_text("Only one in stock.")
+    start(worker)
+    worker.drain()
+    assert ToolCall.objects.get(tool_use_id=ship_id).status == ToolCall.Status.BLOCKED
+    assert slack_fake.messages == [] and not Notice.objects.exists()
