@@ -155,7 +155,7 @@ def proposal_check(*, tool_call_id: int) -> bool:
         return False  # waiting out a transient failure
     tool = tool_of(call)
     if tool is None or tool.proposal is None:
-        return _checks_fail(call, f"The tool {call.tool_name!r} is no longer registered.")
+        return checks_fail(call, f"The tool {call.tool_name!r} is no longer registered.")
     ptype = tool.proposal
     try:
         ctx = context_for(call, phase=PROPOSAL, value=tool.validate(call.input_proposed))
@@ -164,7 +164,7 @@ def proposal_check(*, tool_call_id: int) -> bool:
         return _checks_retry(call, error)
     except Exception as error:
         logger.exception("tool call %s: gathering for the checks failed", call.pk)
-        return _checks_fail(call, f"The checks failed: {error_text(error)}.")
+        return checks_fail(call, f"The checks failed: {error_text(error)}.")
     ctx = dataclasses.replace(ctx, evidence=evidence)
     with transaction.atomic():
         AgentRun.objects.select_for_update().get(pk=call.run_id)
@@ -183,7 +183,7 @@ def proposal_check(*, tool_call_id: int) -> bool:
                 required = ptype.approvals(ctx) if ptype.approvals else 1
         except Exception as error:
             logger.exception("tool call %s: the checks raised", call.pk)
-            return _checks_fail(call, f"The checks failed: {error_text(error)}.", locked=True)
+            return checks_fail(call, f"The checks failed: {error_text(error)}.", locked=True)
         proposal.summary, proposal.approvals_required = summary[:500], max(1, required)
         proposal.save(update_fields=["summary", "approvals_required", "updated_at"])
         checks = proposal_checks_record(proposal=proposal, preparation=preparation, phase=PROPOSAL)
@@ -214,7 +214,7 @@ def _checks_retry(call: ToolCall, error: BaseException) -> bool:
     attempts = proposal.check_attempts + 1
     cap = settings.AGENTS_CHECK_MAX_ATTEMPTS
     if attempts >= cap:
-        return _checks_fail(
+        return checks_fail(
             call,
             f"The checks could not run after {attempts} tries; the last: {error_text(error)}.",
         )
@@ -236,7 +236,7 @@ def _checks_retry(call: ToolCall, error: BaseException) -> bool:
     return False
 
 
-def _checks_fail(call: ToolCall, why: str, *, locked: bool = False) -> bool:
+def checks_fail(call: ToolCall, why: str, *, locked: bool = False) -> bool:
     """Fail a call whose checks cannot run: Claude is told, nothing ran."""
     with transaction.atomic():
         if not locked:

@@ -22,6 +22,7 @@ from agents.registry import toolset_get
 from agents.services.decisions import EXECUTE_TASK, proposal_expire, proposal_ttl_hours
 from agents.services.dispatch import turn_settle
 from agents.services.lifecycle import STEP_TASK, run_end, tool_call_close
+from agents.services.proposals import checks_fail
 
 PREPARE_TASK = "agents.tasks.tool_call_prepare_task"
 
@@ -66,6 +67,20 @@ def agents_sweep(*, now: datetime | None = None) -> SweepReport:
         )
         enqueue_on_commit(EXECUTE_TASK, call_id)
         report.calls_queued += 1
+
+    # Checks that never finish (a read that hangs until the worker is killed) have a deadline.
+    # (Every try may take a stale claim's time and wait the longest delay before the next.)
+    overdue = now - timedelta(
+        seconds=(settings.AGENTS_STALE_CLAIM_SECONDS + settings.AGENTS_RETRY_MAX_SECONDS)
+        * settings.AGENTS_CHECK_MAX_ATTEMPTS
+    )
+    for call in ToolCall.objects.filter(
+        status=ToolCall.Status.PREPARING, created_at__lt=overdue
+    ).select_related("run", "proposal"):
+        minutes = int((now - call.created_at).total_seconds() // 60)
+        if checks_fail(call, f"The checks did not finish in {minutes} minutes."):
+            report.calls_interrupted += 1
+            turn_settle(run_id=call.run_id)
 
     for call_id in ToolCall.objects.filter(
         Q(proposal__next_check_at__isnull=True) | Q(proposal__next_check_at__lte=now),

@@ -269,3 +269,23 @@ def test_checks_see_the_edited_input(fake_anthropic, worker, widgets, monkeypatc
     worker.drain()
     assert seen == [("proposal", 2), ("approval", 1), ("execution", 1)]
     assert Shipment.objects.get().quantity == 1
+
+
+def test_checks_that_never_finish_have_a_deadline(fake_anthropic, worker, widgets, monkeypatch):
+    def hangs(context):
+        raise SystemExit("the worker was killed while reading")  # no answer, no exception kept
+
+    swap(monkeypatch, gather=hangs)
+    [ship_id] = fake_anthropic.push_tool_use(("ship_widget", SHIP))
+    start(worker)
+    with pytest.raises(SystemExit):
+        worker.drain()
+    call = ToolCall.objects.get(tool_use_id=ship_id)
+    assert call.status == TC.PREPARING
+    fake_anthropic.push_text("The checks never finished; I will tell the customer.")
+    with worker.committing():
+        agents_sweep(now=timezone.now() + timedelta(hours=4))
+    worker.drain()
+    call.refresh_from_db()
+    assert call.status == TC.FAILED and "did not finish" in call.result
+    assert_status(call.run, AgentRun.Status.COMPLETED)
