@@ -289,3 +289,22 @@ def test_checks_that_never_finish_have_a_deadline(fake_anthropic, worker, widget
     call.refresh_from_db()
     assert call.status == TC.FAILED and "did not finish" in call.result
     assert_status(call.run, AgentRun.Status.COMPLETED)
+
+
+def test_an_approved_call_whose_run_is_cancelled_before_a_worker_takes_it_never_runs(
+    fake_anthropic, worker, widgets
+):
+    from agents.services import run_cancel
+
+    call = proposed(fake_anthropic, worker)
+    person = user_create(perms=["toolbox.approve_shipment", "agents.cancel_agentrun"])
+    with worker.committing():
+        proposal_approve(tool_call_id=call.pk, user=person)
+    assert worker.queued()  # the execution task waits in the broker
+    with worker.committing():
+        run_cancel(run_id=call.run_id, user=person, reason="Customer withdrew")
+    worker.drain()
+    call.refresh_from_db()
+    assert call.status == TC.CANCELLED and call.decision == ToolCall.Decision.APPROVED
+    assert Proposal.objects.get(pk=call.pk).state == Proposal.State.CANCELLED
+    assert Shipment.objects.count() == 0
