@@ -22,7 +22,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
-from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
@@ -215,6 +214,33 @@ def _slack_sync(proposal: Proposal) -> str:
 
 
 def _slack_post(notice: Notice, proposal: Proposal) -> str:
+    text, blocks = slack_blocks(proposal)
+    shown = shown_key(proposal)
+    try:
+        ts = _post_once(notice, text=text, blocks=blocks, shown=shown)
+    except slack.SlackError as error:
+        if error.retryable:
+            raise  # the task is delivered again; the claim says to look first
+        return f"notice {notice.key}: {error}"
+    if ts is None:
+        return f"notice {notice.key}: claimed elsewhere"
+    # The proposal may have moved while the message was on its way: catch up.
+    fresh = _fresh(proposal)
+    if shown_key(fresh) != shown:
+        notice.refresh_from_db()
+        return _slack_update(notice, fresh)
+    return f"notice {notice.key}: posted as {ts}"
+
+
+def _post_once(
+    notice: Notice, *, text: str, blocks: list | None = None, shown: str = ""
+) -> str | None:
+    """Claim, post and record one Slack message; the message's ts, None if claimed elsewhere.
+
+    A claim left `posting` by an earlier try means the message may be in Slack already: it is
+    looked up by its key first. A retryable SlackError propagates with the claim in place; any
+    other marks the notice failed.
+    """
     now = timezone.now()
     was = notice.state
     claimed = Notice.objects.filter(
@@ -226,13 +252,11 @@ def _slack_post(notice: Notice, proposal: Proposal) -> str:
         updated_at=now,
     )
     if not claimed:
-        return f"notice {notice.key}: claimed elsewhere"
+        return None
     notice.refresh_from_db()
-    text, blocks = slack_blocks(proposal)
     channel, ts = notice.channel, ""
     try:
         if was == Notice.State.POSTING:
-            # The last try may have posted it and died before recording: look before posting.
             oldest = (notice.claimed_at - LOOKBACK).timestamp()
             ts = (
                 slack.message_find(
@@ -245,30 +269,22 @@ def _slack_post(notice: Notice, proposal: Proposal) -> str:
                 **_slack_args(), channel=channel, text=text, blocks=blocks, metadata_key=notice.key
             )
     except slack.SlackError as error:
+        failed = {} if error.retryable else {"state": Notice.State.FAILED}
         Notice.objects.filter(pk=notice.pk).update(
-            error=str(error)[:2000], updated_at=timezone.now()
+            error=str(error)[:2000], updated_at=timezone.now(), **failed
         )
-        if error.retryable:
-            raise  # the task is delivered again; the claim says to look first
-        Notice.objects.filter(pk=notice.pk).update(state=Notice.State.FAILED)
-        return f"notice {notice.key}: {error}"
-    with transaction.atomic():
-        Notice.objects.filter(pk=notice.pk, state=Notice.State.POSTING).update(
-            state=Notice.State.POSTED,
-            channel=channel,
-            ts=ts,
-            text=text,
-            shown=shown_key(proposal),
-            posted_at=timezone.now(),
-            error="",
-            updated_at=timezone.now(),
-        )
-    # The proposal may have moved while the message was on its way: catch up.
-    proposal.refresh_from_db()
-    if shown_key(_fresh(proposal)) != shown_key(proposal):
-        notice.refresh_from_db()
-        return _slack_update(notice, _fresh(proposal))
-    return f"notice {notice.key}: posted as {ts}"
+        raise
+    Notice.objects.filter(pk=notice.pk, state=Notice.State.POSTING).update(
+        state=Notice.State.POSTED,
+        channel=channel,
+        ts=ts,
+        text=text,
+        shown=shown,
+        posted_at=timezone.now(),
+        error="",
+        updated_at=timezone.now(),
+    )
+    return ts
 
 
 def _fresh(proposal: Proposal) -> Proposal:
@@ -371,32 +387,8 @@ def notice_send(*, key: str, text: str, tool_name: str = "", link: str = "") -> 
     )
     if notice.state == Notice.State.POSTED:
         return notice.ts
-    was = notice.state
-    now = timezone.now()
-    Notice.objects.filter(pk=notice.pk).update(
-        state=Notice.State.POSTING,
-        attempts=notice.attempts + 1,
-        claimed_at=notice.claimed_at or now,
-    )
-    notice.refresh_from_db()
-    body = f"{text} {link}".strip()
-    ts = ""
-    if was == Notice.State.POSTING:
-        ts = (
-            slack.message_find(
-                **_slack_args(),
-                channel=notice.channel,
-                metadata_key=key,
-                oldest=(notice.claimed_at - LOOKBACK).timestamp(),
-            )
-            or ""
-        )
-    channel = notice.channel
-    if not ts:
-        channel, ts = slack.message_post(
-            **_slack_args(), channel=notice.channel, text=body, metadata_key=key
-        )
-    Notice.objects.filter(pk=notice.pk).update(
-        state=Notice.State.POSTED, channel=channel, ts=ts, text=body, posted_at=timezone.now()
-    )
+    ts = _post_once(notice, text=f"{text} {link}".strip())
+    if ts is None:  # another worker holds the claim: it posts or looks it up
+        notice.refresh_from_db()
+        return notice.ts
     return ts

@@ -126,11 +126,10 @@ class ProposalType:
     summary: Callable[[ToolContext], str] | None = None
     # The domain's own rules on who may decide what (raise PermissionDenied/InvalidTransition).
     authorize: Authorize | None = None
-    # Called in the transaction where the call starts waiting for people (record), of each
-    # approval (record, user), and of the call's closing however it closes (succeeded, failed,
-    # rejected, blocked, expired, cancelled): (record, status).
+    # Called in the transaction where the call starts waiting for people (record), and in that
+    # of its closing however it closes (succeeded, failed, rejected, blocked, expired,
+    # cancelled): (record, status).
     on_wait: Callable[[Any], None] | None = None
-    on_approve: Callable[[Any, Any], None] | None = None
     on_close: Callable[[Any, str], None] | None = None
     # The review page's evidence, and what it needs beside the record.
     template: str = "agents/proposals/_input.html"

@@ -231,8 +231,6 @@ def _approval_record(
             "channel": channel,
         },
     )
-    if ptype.on_approve is not None and ctx.record is not None:
-        ptype.on_approve(ctx.record, user)
     notice_on_commit(call)
 
 

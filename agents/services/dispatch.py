@@ -148,8 +148,8 @@ def tool_call_execute(*, tool_call_id: int, settle: bool = True) -> None:
         value = tool.validate(call.effective_input)
         record = None
         if tool.proposal is not None:
-            record = proposal_check_before_execution(call=call, tool=tool, value=value)
-            if record is None:
+            may_run, record = proposal_check_before_execution(call=call, tool=tool, value=value)
+            if not may_run:
                 if settle:
                     turn_settle(run_id=call.run_id)
                 return
@@ -161,7 +161,7 @@ def tool_call_execute(*, tool_call_id: int, settle: bool = True) -> None:
             edited=call.input_executed is not None,
             phase="execution",
             value=value,
-            record=record if record is not True else None,
+            record=record,
             attempt=call.attempts,
         )
         outcome = tool.handler(context, value)

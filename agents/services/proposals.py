@@ -256,12 +256,12 @@ def checks_fail(call: ToolCall, why: str, *, locked: bool = False) -> bool:
 # --- right before it runs ---------------------------------------------------------------------
 
 
-def proposal_check_before_execution(*, call: ToolCall, tool: Tool, value: Any) -> Any:
+def proposal_check_before_execution(*, call: ToolCall, tool: Tool, value: Any) -> tuple[bool, Any]:
     """Judge an approved call once more just before it runs, on live data.
 
-    Returns the domain row to run with, or None when the call must not run now: its checks
-    failed (it is closed, Claude is told why) or they could not run (it is queued again with a
-    delay, or failed once the tries are used up).
+    Returns (may run, the domain row to run with). It may not run when its checks failed (it is
+    closed, Claude is told why) or could not run (it is queued again with a delay, or failed
+    once the tries are used up).
     """
     ptype = tool.proposal
     record = record_of(ptype, call)
@@ -270,21 +270,21 @@ def proposal_check_before_execution(*, call: ToolCall, tool: Tool, value: Any) -
         ctx = dataclasses.replace(ctx, evidence=ptype.gather(ctx) if ptype.gather else None)
     except TRANSIENT as error:
         execution_retry(call=call, error=error, what="The checks before running")
-        return None
+        return False, None
     except Exception as error:
         logger.exception("tool call %s: gathering before execution failed", call.pk)
         _execution_refuse(call, f"The checks before running failed: {error_text(error)}.")
-        return None
+        return False, None
     with transaction.atomic():
         AgentRun.objects.select_for_update().get(pk=call.run_id)
         if not ToolCall.objects.filter(pk=call.pk, status=TC.EXECUTING).exists():
-            return None
+            return False, None
         try:
             preparation = judge(ptype, ctx)
         except Exception as error:
             logger.exception("tool call %s: the checks before execution raised", call.pk)
             _execution_refuse(call, f"The checks before running failed: {error_text(error)}.")
-            return None
+            return False, None
         proposal = Proposal.objects.select_related("tool_call__run").get(pk=call.pk)
         proposal_checks_record(proposal=proposal, preparation=preparation, phase=EXECUTION)
         if preparation.blocked:
@@ -292,8 +292,8 @@ def proposal_check_before_execution(*, call: ToolCall, tool: Tool, value: Any) -
             _execution_refuse(
                 call, f"Checks failed right before it would have run, so it did not: {failed}."
             )
-            return None
-    return record if record is not None else True
+            return False, None
+    return True, record
 
 
 def _execution_refuse(call: ToolCall, why: str) -> None:
