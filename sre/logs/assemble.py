@@ -59,7 +59,12 @@ def is_binary(text: str) -> bool:
 
 
 class Assembler:
-    """Common counters; subclasses turn lines into parsed events."""
+    """Common counters; subclasses turn lines into parsed events.
+
+    The counters (`lines`, `unparsed`, `cut`, `samples`) cover the lines before `consumed` only:
+    a line held back with an open record is counted when the record is taken, so a line read
+    again by the next scan is counted once.
+    """
 
     def __init__(self, *, start: int):
         self.consumed = start
@@ -121,6 +126,9 @@ class PyAssembler(Assembler):
         self.open_bytes = 0
         self.open_cut = False
         self.tb_state = "none"  # none | frames | sep | done
+        # The open record's lines, counted once it is taken: [lines, cut lines], garbage.
+        self.open_counts = [0, 0]
+        self.open_garbage: list[tuple[str, int]] = []
 
     def feed(self, line: Line) -> list:
         if line.data is None:
@@ -129,17 +137,18 @@ class PyAssembler(Assembler):
             else:
                 self.consumed = line.end
             return []
-        self.lines += 1
-        self.cut += line.cut
         text = decode(line.data)
         out = []
         if is_binary(text):
             # Binary or undecodable bytes belong to no record: counted, never kept in one.
             if self.open_lines is None:
+                self._count(line)
                 self.consumed = line.end
+                out.append(self._unparsed(text, line.start))
             else:
+                self._hold(line)
                 self.open_end = line.end
-            out.append(self._unparsed(text, line.start))
+                self.open_garbage.append((text, line.start))
             return out
         head = pylog.parse_head(text)
         # A traceback with no head line continues the open record when that record can carry
@@ -157,17 +166,20 @@ class PyAssembler(Assembler):
             head = pylog.Head(None, "", "", None, "")
         if head is not None:
             if self.open_lines is not None:
-                out.append(self._close())
+                out.extend(self._close())
+            self._hold(line)
             self.open_lines, self.open_head = [text], head
             self.open_start, self.open_end = line.start, line.end
             self.open_bytes, self.open_cut = len(line.data), line.cut
             self.tb_state = "frames" if starts_traceback(text) else "none"
             return out
         if self.open_lines is None:
+            self._count(line)
             self.consumed = line.end
             if text.strip():
                 out.append(self._unparsed(text, line.start))
             return out
+        self._hold(line)
         self.open_end = line.end
         self.open_cut |= line.cut
         if len(self.open_lines) < MAX_EVENT_LINES and self.open_bytes < MAX_EVENT_BYTES:
@@ -213,10 +225,19 @@ class PyAssembler(Assembler):
         if final or stuck or (eof and (quiet or self._complete())):
             if stuck:
                 self.open_cut = True
-            return [self._close()]
+            return self._close()
         return []
 
-    def _close(self) -> pylog.PyRecord:
+    def _count(self, line: Line) -> None:
+        self.lines += 1
+        self.cut += line.cut
+
+    def _hold(self, line: Line) -> None:
+        self.open_counts[0] += 1
+        self.open_counts[1] += line.cut
+
+    def _close(self) -> list:
+        """The open record (after the garbage lines met inside it), now consumed and counted."""
         head, lines = self.open_head, self.open_lines
         if head.time is not None:
             time, exact = head.time, True
@@ -236,9 +257,13 @@ class PyAssembler(Assembler):
             request_path=pylog.request_path_of(head.message),
             cut=self.open_cut,
         )
+        self.lines += self.open_counts[0]
+        self.cut += self.open_counts[1]
+        out: list = [self._unparsed(text, start) for text, start in self.open_garbage]
+        out.append(record)
         self.consumed = self.open_end
         self._reset()
-        return record
+        return out
 
 
 def make_assembler(

@@ -239,8 +239,9 @@ class LineReader:
     """Complete lines of an open file from an offset, reading at most `limit` bytes.
 
     A line longer than `max_line` is cut: its first `max_line` bytes are a line (`cut=True`) and
-    the rest up to the line break is skipped. An unterminated last line is returned only when
-    the file is final (rotated away).
+    the rest up to the line break is skipped, also by a later reader that starts inside it (an
+    offset not just past a line break: the cut line's break had not been written yet). An
+    unterminated last line is returned only when the file is final (rotated away).
     """
 
     def __init__(self, f, *, start: int, limit: int, max_line: int, final: bool):
@@ -254,10 +255,14 @@ class LineReader:
 
     def __iter__(self) -> Iterator[Line]:
         f, max_line = self.f, self.max_line
+        skipping = False
+        if self.start > 0:
+            # Inside a line (the rest of one cut earlier): skip to its end, do not count it again.
+            f.seek(self.start - 1)
+            skipping = f.read(1) != b"\n"
         f.seek(self.start)
         pos = self.start  # file offset of buf[0]
         buf = b""
-        skipping = False
         while True:
             want = min(CHUNK_BYTES, self.limit - self.bytes_read)
             data = f.read(want) if want > 0 else b""
