@@ -1,7 +1,9 @@
 """GitHub through PyGithub: the only module that imports it.
 
 Opening a pull request is idempotent: an open or closed pull request for the same head branch
-is found and returned instead of a second one being made.
+is found and returned instead of a second one being made. The client retries a POST that met a
+5xx itself (GithubRetry), so a pull request whose first answer was lost is refused the second
+time ("A pull request already exists"): that refusal, too, is answered by looking it up.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import github
 from github import Auth, GithubException
 from github.GithubRetry import GithubRetry
+from github.Repository import Repository
 
 
 class GitHubError(Exception):
@@ -69,15 +72,31 @@ def pull_request_open(
     """Open a pull request from `head` into `base`, or return the one already open for `head`."""
     try:
         repo = _client(token=token, api_url=api_url).get_repo(repository)
-        owner = repository.split("/", 1)[0]
-        for existing in repo.get_pulls(state="all", head=f"{owner}:{head}"):
-            return PullRequest(
-                existing.number, existing.html_url, existing.state, existing.merged, head, False
+        found = _pull_for(repo, repository=repository, head=head)
+        if found is not None:
+            return found
+        try:
+            created = repo.create_pull(base=base, head=head, title=title, body=body)
+        except GithubException as error:
+            # A 422 may be our own earlier POST, made before its answer was lost.
+            found = (
+                _pull_for(repo, repository=repository, head=head) if error.status == 422 else None
             )
-        created = repo.create_pull(base=base, head=head, title=title, body=body)
+            if found is None:
+                raise
+            return found
         return PullRequest(created.number, created.html_url, created.state, False, head, True)
     except (GithubException, OSError) as error:
         raise _error(error, "open the pull request") from error
+
+
+def _pull_for(repo: Repository, *, repository: str, head: str) -> PullRequest | None:
+    owner = repository.split("/", 1)[0]
+    for existing in repo.get_pulls(state="all", head=f"{owner}:{head}"):
+        return PullRequest(
+            existing.number, existing.html_url, existing.state, existing.merged, head, False
+        )
+    return None
 
 
 def webhook_verify(*, body: bytes, signature: str, secret: str) -> None:
