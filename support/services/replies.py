@@ -13,7 +13,9 @@ Sending takes two steps. The request marks the draft SENDING (compare-and-set) a
 task on commit. The task claims the draft by attaching the outgoing Message it is about to send
 (compare-and-set: one delivery only), commits, sends through Django's email backend outside any
 transaction, and records the outcome. A duplicated task finds the claim and sends nothing.
-A worker that dies between the claim and the outcome leaves the draft SENDING with its message:
+A mail server that cannot be reached (or refuses the mail with an answer) took nothing; one cut
+off after the mail was handed over (SMTP has no idempotency key) is like a worker that dies
+between the claim and the outcome, which leaves the draft SENDING with its message:
 the mail may or may not have left, so it is never sent again automatically (the ticket page
 says so); a person who knows it did not arrive writes the reply again.
 """
@@ -22,12 +24,14 @@ from __future__ import annotations
 
 import logging
 import re
+import smtplib
+from contextlib import suppress
 from email.utils import formatdate
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.core.mail import EmailMessage, make_msgid
+from django.core.mail import EmailMessage, get_connection, make_msgid
 from django.db import transaction
 from django.utils import timezone
 
@@ -97,12 +101,11 @@ def reply_send_approved(*, draft_id: int, body: str, user: Any) -> str:
     if draft.status == S.SENT:
         return f"The reply was sent to {draft.ticket.customer_email} as {draft.message.message_id}."
     if draft.status == S.SENDING and draft.message_id is not None:
-        raise ToolError(
-            "Sending this reply was interrupted after it was handed to the mail server; it may "
-            "or may not have reached the customer, so it is not sent again. A person checks."
-        )
+        raise ToolError(INTERRUPTED)
     outcome = reply_deliver(draft_id=draft_id)
     draft.refresh_from_db()
+    if draft.status == S.SENDING and draft.message_id is not None:
+        raise ToolError(f"{INTERRUPTED} ({draft.error})")
     if draft.status == S.SENT:
         return (
             f"The reply was sent to {draft.ticket.customer_email} as "
@@ -113,6 +116,19 @@ def reply_send_approved(*, draft_id: int, body: str, user: Any) -> str:
         raise RetryLater(f"The mail server could not be reached: {draft.error}")
     raise ToolError(f"The reply was not sent: {draft.error or outcome}")
 
+
+INTERRUPTED = (
+    "Sending this reply was interrupted after it was handed to the mail server; it may or may "
+    "not have reached the customer, so it is not sent again. A person checks."
+)
+UNKNOWN = "The mail server was cut off mid-send; the reply may not have been sent."
+# The server answered with a refusal: nothing was accepted, so a person may send it again.
+SMTP_REFUSED = (
+    smtplib.SMTPRecipientsRefused,
+    smtplib.SMTPSenderRefused,
+    smtplib.SMTPDataError,
+    smtplib.SMTPNotSupportedError,
+)
 
 TRANSIENT_MAIL = (
     "ConnectionRefusedError",
@@ -237,11 +253,22 @@ def reply_deliver(*, draft_id: int) -> str:
             return f"reply #{draft_id} was claimed by another delivery: not sent again"
         _audit(draft, "sending", message=f"Sending {message.message_id}.", message_id=message.pk)
     # Committed: this delivery alone may send it, and only from outside any transaction.
+    connection = get_connection()
     try:
-        if email.send(fail_silently=False) != 1:
-            raise RuntimeError("The email backend accepted no message.")
+        connection.open()  # a server that cannot be reached or refuses us took nothing
     except Exception as error:
         return _record_failure(draft, message, error)
+    try:
+        email.connection = connection
+        if email.send(fail_silently=False) != 1:
+            raise RuntimeError("The email backend accepted no message.")
+    except SMTP_REFUSED as error:  # the server answered no: nothing left
+        return _record_failure(draft, message, error)
+    except Exception as error:  # cut off mid-send: the mail may have left
+        return _record_unknown(draft, message, error)
+    finally:
+        with suppress(Exception):
+            connection.close()
     return _record_sent(draft, message)
 
 
@@ -323,6 +350,19 @@ def _record_sent(draft: ReplyDraft, message: Message) -> str:
                 reason=f"Reply #{draft.pk} was sent; waiting for the customer.",
             )
     return f"reply #{draft.pk} sent as {message.message_id}"
+
+
+def _record_unknown(draft: ReplyDraft, message: Message, error: Exception) -> str:
+    # Like a worker killed mid-send: the claim stays, so it is never sent again on its own.
+    text = f"{type(error).__name__}: {error}"[:2000]
+    logger.warning("reply #%s may not have been sent: %s", draft.pk, text)
+    with transaction.atomic():
+        if not ReplyDraft.objects.filter(pk=draft.pk, status=S.SENDING, message=message).update(
+            error=f"{UNKNOWN} {text}"
+        ):
+            return f"reply #{draft.pk} changed while it was sent"
+        _audit(draft, "send_unknown", message=f"Reply #{draft.pk}: {UNKNOWN} {text}")
+    return f"reply #{draft.pk}: {UNKNOWN} {text}"
 
 
 def _record_failure(draft: ReplyDraft, message: Message | None, error: Exception) -> str:
