@@ -102,6 +102,13 @@ class Message(models.Model):
     auth_summary = models.CharField(
         max_length=500, blank=True, help_text="The receiving server's SPF, DKIM and DMARC results."
     )
+    trust_warnings = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="[{code, message}]: why a reviewer should not take the mail at its word "
+        "(Reply-To elsewhere, a misleading sender name, text and HTML parts that disagree, hidden "
+        "HTML, failed sender authentication). Worked out when it arrived.",
+    )
     defects = models.JSONField(
         default=list, blank=True, help_text="Problems found while reading the mail."
     )

@@ -21,6 +21,7 @@ from support.mail.auth import auth_verdict
 from support.mail.autoreply import auto_reply_reason
 from support.mail.errors import InvalidEmail
 from support.mail.html import html_to_text
+from support.mail.trust import trust_warnings
 
 MAX_ID_LENGTH = 998
 MAX_ADDRESS_LENGTH = 320
@@ -70,6 +71,13 @@ class ParsedEmail:
     spf_failed: bool = False
     dmarc_failed: bool = False
     auth_summary: str = ""
+    auth_results: dict[str, str] = field(default_factory=dict)  # method -> result
+    reply_to: list[str] = field(default_factory=list)  # Reply-To addresses; never replied to
+    reply_to_header: str = ""
+    # When the text part is the body: the visible text and hidden text of its HTML alternative.
+    alternative_html_text: str | None = None
+    alternative_hidden: list[str] = field(default_factory=list)
+    trust_warnings: list[dict[str, str]] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
 
     @property
@@ -115,6 +123,7 @@ def parse_email(raw: bytes) -> ParsedEmail:
         message_id = f"<{raw_digest(raw)}@digest.countersign.invalid>"
         synthesized = True
     in_reply_to = _first_id(_header_text(message, "In-Reply-To", defects))
+    reply_to_header = _header_text(message, "Reply-To", defects)
     references = _MESSAGE_ID.findall(_header_text(message, "References", defects))
     parsed = ParsedEmail(
         raw=raw,
@@ -129,6 +138,8 @@ def parse_email(raw: bytes) -> ParsedEmail:
         subject=subject,
         sent_at=_date(message, defects),
         text="",
+        reply_to_header=reply_to_header[:2000],
+        reply_to=_addresses(message, "Reply-To") if reply_to_header else [],
         defects=defects,
     )
     _read_body(message, parsed)
@@ -136,6 +147,8 @@ def parse_email(raw: bytes) -> ParsedEmail:
     verdict = auth_verdict(message)
     parsed.spf_failed, parsed.dmarc_failed = verdict.spf_failed, verdict.dmarc_failed
     parsed.auth_summary = verdict.summary[:500]
+    parsed.auth_results = dict(verdict.results)
+    parsed.trust_warnings = trust_warnings(parsed, authserv_id=verdict.authserv_id)
     for defect in message.defects:
         defects.append(f"{type(defect).__name__}: {defect}".strip(": "))
     _clean(parsed)
@@ -248,6 +261,15 @@ def _sender(message: EmailMessage, defects: list[str]) -> tuple[str, str]:
     return usable[0].addr_spec, usable[0].display_name[:200]
 
 
+def _addresses(message: EmailMessage, name: str) -> list[str]:
+    """The usable addresses of an address header; [] when it cannot be read."""
+    try:
+        addresses = _header(message, name).addresses
+    except Exception:
+        return []
+    return [a.addr_spec[:MAX_ADDRESS_LENGTH] for a in addresses if a.username and a.domain]
+
+
 def _first_id(value: str) -> str:
     if m := _MESSAGE_ID.search(value):
         return m.group(0)
@@ -280,6 +302,15 @@ def _read_body(message: EmailMessage, parsed: ParsedEmail) -> None:
         plain = html = None
     if plain is not None and (text := _part_text(plain, parsed.defects)).strip():
         body, parsed.text = plain, text.rstrip()
+        if html is not None:
+            # Not the body, but what a mail program shows: kept to compare with the text part.
+            try:
+                converted = html_to_text(_part_text(html, parsed.defects))
+            except Exception as error:
+                parsed.defects.append(f"The HTML alternative could not be read: {error}")
+            else:
+                parsed.alternative_html_text = converted.text
+                parsed.alternative_hidden = converted.hidden
     elif html is not None:
         body = html
         converted = html_to_text(_part_text(html, parsed.defects))

@@ -127,6 +127,7 @@ def _store(*, parsed: ParsedEmail, source: str) -> IngestResult:
         spf_failed=parsed.spf_failed,
         dmarc_failed=parsed.dmarc_failed,
         auth_summary=parsed.auth_summary,
+        trust_warnings=parsed.trust_warnings,
         defects=parsed.defects,
         raw=parsed.raw,
         sent_at=parsed.sent_at,
@@ -145,6 +146,7 @@ def _store(*, parsed: ParsedEmail, source: str) -> IngestResult:
             "spf_failed": parsed.spf_failed,
             "dmarc_failed": parsed.dmarc_failed,
             "hidden_content_dropped": parsed.hidden_content_dropped,
+            "trust_warnings": [w["code"] for w in parsed.trust_warnings],
             "attachments": len(parsed.attachments),
         },
     )
@@ -188,6 +190,8 @@ def _audit_message(*, parsed: ParsedEmail, ticket: Ticket, new: bool, source: st
         text += f" Sender authentication failed: {parsed.auth_summary}."
     if parsed.hidden_content_dropped:
         text += " Hidden HTML content was dropped."
+    if parsed.trust_warnings:
+        text += f" Trust warnings: {', '.join(w['code'] for w in parsed.trust_warnings)}."
     return text
 
 
