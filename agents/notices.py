@@ -334,13 +334,22 @@ def approver_emails(permission: str) -> list[str]:
 
 def _email_once(proposal: Proposal) -> str:
     call = proposal.tool_call
+    key = f"proposal:{call.pk}:email"
+    # Interrupted mid-send (the worker died after claiming it): it may have left. Say so, at
+    # whichever later sync finds it, rather than send it twice or leave it looking in flight.
+    if Notice.objects.filter(key=key, state=Notice.State.POSTING).update(
+        state=Notice.State.FAILED,
+        error="Sending was interrupted; the mail may or may not have left.",
+        updated_at=timezone.now(),
+    ):
+        return f"notice {key}: {Notice.State.FAILED}"
     if not proposal.is_open or proposal.state == Proposal.State.CHECKING:
         return "mail goes out only when a proposal starts waiting"
     recipients = approver_emails(call.approval_permission)
     if not recipients:
         return "no approver has an email address"
     notice, created = Notice.objects.get_or_create(
-        key=f"proposal:{call.pk}:email",
+        key=key,
         defaults={
             "medium": Notice.Medium.EMAIL,
             "proposal": proposal,
@@ -348,12 +357,6 @@ def _email_once(proposal: Proposal) -> str:
         },
     )
     if notice.state != Notice.State.PENDING:
-        if notice.state == Notice.State.POSTING:
-            # Interrupted mid-send: it may have left. Say so rather than send it twice.
-            Notice.objects.filter(pk=notice.pk, state=Notice.State.POSTING).update(
-                state=Notice.State.FAILED,
-                error="Sending was interrupted; the mail may or may not have left.",
-            )
         return f"notice {notice.key}: {notice.state}"
     if not Notice.objects.filter(pk=notice.pk, state=Notice.State.PENDING).update(
         state=Notice.State.POSTING, attempts=1, claimed_at=timezone.now()
@@ -363,9 +366,10 @@ def _email_once(proposal: Proposal) -> str:
     body = f"{headline(proposal)}\n\n{status_line(proposal)}\n\nReview it: {review_url(call.pk)}\n"
     try:
         send_mail(subject, body, None, recipients)
-    except Exception as error:  # the mail server refused: nothing left
+    except Exception as error:  # refused (nothing left) or cut off (it may have left)
         Notice.objects.filter(pk=notice.pk).update(
-            state=Notice.State.FAILED, error=f"{type(error).__name__}: {error}"[:2000]
+            state=Notice.State.FAILED,
+            error=f"Not confirmed by the mail server: {type(error).__name__}: {error}"[:2000],
         )
         return f"notice {notice.key}: not sent: {error}"
     Notice.objects.filter(pk=notice.pk).update(
