@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 from django.utils import timezone as dj_timezone
 
-from sre.logs.pylog import parse_time
+from sre.logs.pylog import in_range, parse_time
 
 _Q = r'"(?P<{}>[^"\\]*(?:\\.[^"\\]*)*)"'
 COMBINED_RE = re.compile(
@@ -98,6 +98,8 @@ def parse_time_local(text: str) -> datetime | None:
         )  # fmt: skip
     except ValueError:
         return None
+    if not in_range(value):
+        return None
     if len(_time_cache) > 4096:
         _time_cache.clear()
     _time_cache[text] = value
@@ -134,7 +136,9 @@ def _parse_access_json(line: str) -> AccessEntry | None:
         return None
     try:
         status = int(data.get("status"))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: `Infinity`
+        return None
+    if not 0 <= status <= 999:  # what a three-digit $status can be
         return None
     raw_time = str(data.get("time") or data.get("time_iso8601") or data.get("@timestamp") or "")
     time = parse_time(raw_time) if raw_time[:1].isdigit() and "-" in raw_time[:5] else None
@@ -174,6 +178,8 @@ def parse_error(line: str) -> NginxError | None:
             dj_timezone.get_default_timezone(),
         )
     except ValueError:
+        return None
+    if not in_range(time):
         return None
     rest = m.group("rest")
     # The message ends where the trailing `, client: ...` fields begin.

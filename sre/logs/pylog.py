@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.utils import timezone
 
@@ -90,7 +90,16 @@ def parse_time(text: str) -> datetime | None:
         return None
     if timezone.is_naive(value):
         value = timezone.make_aware(value, timezone.get_default_timezone())
-    return value
+    return value if in_range(value) else None
+
+
+def in_range(value: datetime) -> bool:
+    """Whether the time is one datetime can also hold in UTC (not year 1 east of UTC, say)."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
 
 
 def parse_head(line: str) -> Head | None:
