@@ -19,6 +19,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from agents import redaction
 from agents.audit import audit_record
 from agents.models import AgentRun, ToolCall
 from agents.registry import TRANSIENT, Escalate, ToolContext, ToolError, toolset_get
@@ -236,7 +237,7 @@ def turn_settle(*, run_id: int) -> None:
                 {
                     "type": "tool_result",
                     "tool_use_id": call.tool_use_id,
-                    "content": call.result,
+                    "content": redaction.mask(call.result),
                     "is_error": bool(call.is_error),
                 }
                 for call in calls

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from agents import llm
+from agents import llm, redaction
 from agents.audit import audit_record
 from agents.models import AgentRun, ModelCall
 from agents.pricing import cost_estimate
@@ -51,7 +51,7 @@ def run_start(
     """Create a queued run with its first user message and queue its first step."""
     ts = toolset_get(toolset)
     prompt = prompt_get(name=ts.prompt)
-    content = (
+    content = redaction.content_mask(
         [{"type": "text", "text": user_message}] if isinstance(user_message, str) else user_message
     )
     with transaction.atomic():
@@ -59,7 +59,7 @@ def run_start(
             toolset=ts.name,
             prompt_name=prompt.name,
             prompt_version=prompt.version,
-            system=prompt.render(prompt_context),
+            system=redaction.mask(prompt.render(prompt_context)),
             model=llm.configured_model(),
             backend=llm.configured_backend(),
             max_tokens=settings.AGENTS_MAX_TOKENS,

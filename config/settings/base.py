@@ -148,6 +148,30 @@ AGENTS_CHECK_MAX_ATTEMPTS = env.int("AGENTS_CHECK_MAX_ATTEMPTS", default=6)
 AGENTS_EXECUTE_MAX_ATTEMPTS = env.int("AGENTS_EXECUTE_MAX_ATTEMPTS", default=6)
 AGENTS_SWEEP_MINUTES = env.int("AGENTS_SWEEP_MINUTES", default=1)
 AGENTS_MODEL_PRICES = env.json("AGENTS_MODEL_PRICES", default={})
+# Retention (agents/services/retention.py, `manage.py audit_prune`): model calls and audit events
+# older than this many days may be exported to AGENTS_AUDIT_EXPORT_DIR and then pruned.
+AGENTS_AUDIT_RETENTION_DAYS = env.int("AGENTS_AUDIT_RETENTION_DAYS", default=365)
+AGENTS_AUDIT_EXPORT_DIR = env.str(
+    "AGENTS_AUDIT_EXPORT_DIR", default=str(BASE_DIR / "var" / "audit-exports")
+)
+# Settings whose values are masked out of everything sent to Claude (agents/redaction.py), on top
+# of the token shapes detect-secrets knows; SRE_REDACT_ENV adds environment variables.
+AGENTS_REDACT_SETTINGS = env.list(
+    "AGENTS_REDACT_SETTINGS",
+    default=[
+        "SECRET_KEY",
+        "ANTHROPIC_API_KEY",
+        "STRIPE_API_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "GITHUB_TOKEN",
+        "GITHUB_WEBHOOK_SECRET",
+        "INBOUND_EMAIL_SECRET",
+        "IMAP_PASSWORD",
+        "EMAIL_HOST_PASSWORD",
+    ],
+)
 # The console's address as people reach it: the links in notices and commit messages.
 CONSOLE_URL = env.str("CONSOLE_URL", default="http://localhost:8000")
 
@@ -228,8 +252,13 @@ SRE_REDACT_ENV = env.list(
         "GITHUB_TOKEN",
         "GITHUB_WEBHOOK_SECRET",
         "SLACK_BOT_TOKEN",
-        "STRIPE_SECRET_KEY",
+        "SLACK_SIGNING_SECRET",
+        "STRIPE_API_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "INBOUND_EMAIL_SECRET",
+        "IMAP_PASSWORD",
         "DJANGO_SECRET_KEY",
+        "DATABASE_URL",
     ],
 )
 SRE_CHECK_COMMAND = env.str("SRE_CHECK_COMMAND", default="")

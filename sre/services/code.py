@@ -1,4 +1,4 @@
-"""The configured repository, an incident's scratch copy of it, and redaction by settings."""
+"""The configured repository, an incident's scratch copy of it, and masking what it holds."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from pathlib import Path
 
 from django.conf import settings
 
+from agents.redaction import mask
 from agents.registry import ToolError
-from sre.workspace import ScratchCopy, redact, scratch_create
+from sre.workspace import ScratchCopy, scratch_create
 
 
 def repo_root() -> Path:
@@ -35,5 +36,5 @@ def incident_scratch(*, incident_id: int) -> ScratchCopy:
 
 
 def text_redact(text: str) -> str:
-    """Mask secrets by pattern and the values of SRE_REDACT_ENV; for all text sent to Claude."""
-    return redact(text or "", env_names=settings.SRE_REDACT_ENV)
+    """Text with its secrets masked: what the SRE tools keep and show (the engine masks again)."""
+    return mask(text or "")

@@ -5,10 +5,24 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path, PurePosixPath
 
-# Files that hold secrets, by name; a project adds its own (settings modules, say).
+# Files that hold secrets, by name; a project adds its own (SRE_DENY_PATHS). Settings modules
+# are refused when they hold a secret (`settings_module`, checked by the readers).
 DEFAULT_DENY = (
     ".env",
     ".env.*",
+    "*.env",
+    ".envrc",
+    "*.jks",
+    "*.gpg",
+    "*.asc",
+    "*.tfstate",
+    "*.tfvars",
+    "id_dsa*",
+    "id_ecdsa*",
+    ".htpasswd",
+    ".npmrc",
+    ".pypirc",
+    ".git-credentials",
     "*.pem",
     "*.key",
     "*.p12",
@@ -48,6 +62,19 @@ def path_resolve(root: Path, path: str, *, deny: tuple[str, ...] = ()) -> Path:
     if denied:
         raise PathRefused(f"{path!r} may hold secrets ({denied}); it is not shown to the agent.")
     return target
+
+
+SETTINGS_MODULES = ("settings.py", "settings_*.py", "*_settings.py", "settings.*.py")
+
+
+def settings_module(relative: Path | PurePosixPath) -> bool:
+    """A Django-style settings module (`settings.py`, `config/settings/production.py`, ...)."""
+    path = PurePosixPath(relative)
+    if path.suffix != ".py":
+        return False
+    if any(fnmatch.fnmatchcase(path.name, p) for p in SETTINGS_MODULES):
+        return True
+    return "settings" in path.parts[:-1]
 
 
 def path_denied(relative: Path | PurePosixPath, *, deny: tuple[str, ...] = ()) -> str:

@@ -7,7 +7,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from sre.workspace.paths import PathRefused, path_denied, path_resolve
+from agents.redaction import holds_secret
+from sre.workspace.paths import PathRefused, path_denied, path_resolve, settings_module
 
 READ_MAX_BYTES = 200_000
 SEARCH_MAX_FILE_BYTES = 1_000_000
@@ -40,7 +41,12 @@ def file_read(
         raise PathRefused(
             f"{path!r} is {size:,} bytes, over the {max_bytes:,}-byte cap: read a line range."
         )
-    lines = _text_of(target, max(max_bytes, size if start is not None else 0)).splitlines()
+    text = _text_of(target, max(max_bytes, size if start is not None else 0))
+    if _settings_with_secrets(target.relative_to(root.resolve()), text):
+        raise PathRefused(
+            f"{path!r} is a settings module that holds secrets; it is not shown to the agent."
+        )
+    lines = text.splitlines()
     first = max(1, start or 1)
     last = min(len(lines), end or len(lines))
     if first > last and lines:
@@ -54,6 +60,10 @@ def file_read(
             break
         out.append(line)
     return "\n".join(out)
+
+
+def _settings_with_secrets(relative: Path, text: str) -> bool:
+    return settings_module(relative) and holds_secret(text)
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,8 @@ def code_search(
                 continue
             text = _text_of(target, SEARCH_MAX_FILE_BYTES)
         except (OSError, PathRefused):
+            continue
+        if _settings_with_secrets(Path(relative), text):
             continue
         for number, line in enumerate(text.splitlines(), start=1):
             if pattern.search(line):
