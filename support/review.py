@@ -9,6 +9,7 @@ from django.conf import settings
 
 from agents.admin.forms import ProposalEditForm
 from support.admin.forms import amount_to_cents, cents_to_text
+from support.mail.trust import warned_messages
 from support.models import Refund, ReplyDraft
 from support.payments.types import money
 from support.selectors import customer_payments_get, refund_list_of_customer, ticket_messages
@@ -40,9 +41,10 @@ class RefundEditForm(ProposalEditForm):
 
 
 def refund_review_context(refund: Refund, call: Any) -> dict[str, Any]:
-    """The refund's evidence: the live payments, earlier refunds, the ticket's thread."""
+    """The refund's evidence: the live payments, earlier refunds, the thread and its warnings."""
     ticket = refund.ticket
     currency = refund.currency or "usd"
+    thread = list(ticket_messages(ticket_id=ticket.pk).defer("raw"))
     return {
         "refund": refund,
         "ticket": ticket,
@@ -59,7 +61,8 @@ def refund_review_context(refund: Refund, call: Any) -> dict[str, Any]:
         "earlier": list(
             refund_list_of_customer(customer_email=ticket.customer_email, exclude_id=refund.pk)[:20]
         ),
-        "thread": list(ticket_messages(ticket_id=ticket.pk).defer("raw")),
+        "thread": thread,
+        "warned": warned_messages(thread),
     }
 
 
@@ -89,10 +92,13 @@ class ReplyEditForm(ProposalEditForm):
 
 
 def reply_review_context(draft: ReplyDraft, call: Any) -> dict[str, Any]:
+    """The reply's evidence: who it goes to, the ticket's thread and what to be wary of in it."""
     ticket = draft.ticket
+    thread = list(ticket_messages(ticket_id=ticket.pk).defer("raw"))
     return {
         "draft": draft,
         "ticket": ticket,
         "approve_label": f"Approve: send to {ticket.customer_email}",
-        "thread": list(ticket_messages(ticket_id=ticket.pk).defer("raw")),
+        "thread": thread,
+        "warned": warned_messages(thread),
     }

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agents.models import AgentRun
 from agents.prompts import prompt_register
@@ -65,6 +65,10 @@ class ProcessRefund(BaseModel):
 
 
 class ReplyToCustomer(BaseModel):
+    # A reply goes to the ticket's From address and nowhere else: there is no recipient to give,
+    # and any other field (to, cc, reply_to...) is refused rather than quietly dropped.
+    model_config = ConfigDict(extra="forbid")
+
     body: str = Field(
         min_length=1, max_length=10_000, description="The reply, as plain text; a person sends it."
     )
@@ -234,7 +238,8 @@ def reply_check(context: ToolContext) -> Preparation:
             Check(
                 "goes to the ticket's sender only",
                 True,
-                f"To {ticket.customer_email}; no other recipient can be added.",
+                f"To {ticket.customer_email}, the ticket's From address; never its Reply-To or "
+                "an address Claude gives, no Cc or Bcc.",
                 hard=True,
             ),
             Check("has text", bool(body), f"{len(body)} characters", hard=True),

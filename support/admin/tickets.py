@@ -14,8 +14,9 @@ from django.utils.html import format_html, format_html_join
 from agents.services.errors import InvalidTransition
 from support.admin.common import ReadOnlyMixin
 from support.admin.forms import DISCARD, REQUEUE, SEND, SEND_EDITED, AliasForm, ReplyForm
+from support.mail.trust import AUTH_FAILED, HIDDEN_HTML, warned_messages
 from support.models import CustomerAlias, Message, RejectedEmail, ReplyDraft, Ticket
-from support.selectors import ticket_drafts, ticket_refunds, ticket_runs
+from support.selectors import ticket_drafts, ticket_messages, ticket_refunds, ticket_runs
 from support.services.aliases import customer_alias_confirm
 from support.services.replies import (
     reply_can_send,
@@ -92,10 +93,13 @@ class MessageInline(ReadOnlyMixin, admin.StackedInline):
 
     @admin.display(description="Warnings")
     def warnings(self, obj: Message) -> str:
-        items = []
-        if obj.spf_failed or obj.dmarc_failed:
+        trust = (obj.trust_warnings or []) if obj.direction == Message.Direction.IN else []
+        codes = {w.get("code") for w in trust}
+        items = [w.get("message", "") for w in trust]
+        # Mail stored before trust warnings existed still says what its flags say.
+        if (obj.spf_failed or obj.dmarc_failed) and AUTH_FAILED not in codes:
             items.append(f"Sender authentication failed: {obj.auth_summary}")
-        if obj.hidden_content_dropped:
+        if obj.hidden_content_dropped and HIDDEN_HTML not in codes:
             items.append(f"Hidden HTML content was dropped:\n{obj.hidden_content_summary}")
         if obj.is_auto_reply:
             items.append(f"Auto-reply ({obj.auto_reply_reason})")
@@ -104,9 +108,23 @@ class MessageInline(ReadOnlyMixin, admin.StackedInline):
         items += [f"Reading problem: {d}" for d in obj.defects]
         if not items:
             return "—"
-        return format_html_join(
-            "", '<div style="white-space:pre-wrap">{}</div>', ((i,) for i in items)
+        lines = format_html_join(
+            "",
+            '<div style="white-space:pre-wrap;overflow-wrap:anywhere">{}</div>',
+            ((i,) for i in items[: len(trust)]),
         )
+        rest = format_html_join(
+            "",
+            '<div style="white-space:pre-wrap;overflow-wrap:anywhere">{}</div>',
+            ((i,) for i in items[len(trust) :]),
+        )
+        if trust:
+            lines = format_html(
+                '<div class="cs-trust-inline"><span class="cs-badge cs-standin">read with care'
+                "</span>{}</div>",
+                lines,
+            )
+        return format_html("{}{}", lines, rest)
 
     @admin.display(description="Attachments (listed, not kept)")
     def attachment_list(self, obj: Message) -> str:
@@ -175,7 +193,11 @@ class TicketAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
             drafts = list(ticket_drafts(ticket_id=obj.pk))
+            thread = ticket_messages(ticket_id=obj.pk).only(
+                "pk", "direction", "from_email", "subject", "received_at", "trust_warnings"
+            )
             context.update(
+                warned=warned_messages(thread),
                 open_drafts=[d for d in drafts if d.status != ReplyDraft.Status.DISCARDED],
                 discarded=[d for d in drafts if d.status == ReplyDraft.Status.DISCARDED],
                 refunds=list(ticket_refunds(ticket_id=obj.pk)),

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from support.mail.html import HtmlText
 
@@ -45,6 +46,17 @@ ROLE_FILLER = ROLE_WORDS | {
     "centre", "and", "of", "no", "reply", "noreply", "do", "not",
 }  # fmt: skip
 
+# What each warning is called where it is shown.
+LABELS = {
+    REPLY_TO_DIFFERS: "Reply-To elsewhere",
+    DISPLAY_NAME_ADDRESS: "misleading sender name",
+    DISPLAY_NAME_CLAIM: "misleading sender name",
+    PARTS_DISAGREE: "text and HTML differ",
+    HIDDEN_HTML: "hidden HTML text",
+    AUTH_FAILED: "sender authentication failed",
+    AUTH_UNVERIFIED: "sender not verified",
+}
+
 AUTH_METHODS = (("spf", "SPF"), ("dkim", "DKIM"), ("dmarc", "DMARC"))
 AUTH_FAILURES = {"fail", "softfail", "permerror"}
 
@@ -52,13 +64,15 @@ AUTH_FAILURES = {"fail", "softfail", "permerror"}
 # words in one part that the other lacks, they say different things.
 SIMILARITY_MIN = 0.5
 SIMILARITY_MIN_DIFFERENT = 3  # ...with at least this many words in one part only
-RUN_MIN = 6
+RUN_MIN = 5
+GLUE_MAX = 3  # letters in a short word that may sit inside a passage only one part has
 EXCERPT_WORDS = 14
 LIST_MAX = 5
 
 _EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
 _URL = re.compile(r"(?:https?://|www\.)[^\s<>\"'\[\]()]+", re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+")
+_TOKEN = re.compile(r"\d(?:[\d,.]*\d)?|[^\W_]+")
 _IMAGE = re.compile(r"\[image:[^\]]*\]", re.IGNORECASE)
 _NUMBER = r"\d(?:[\d,.]*\d)?"
 _AMOUNT = re.compile(
@@ -89,6 +103,21 @@ def trust_warnings(
         found.append(_warning(PARTS_DISAGREE, difference))
     found += _hidden(parsed)
     return found
+
+
+def warned_messages(messages: Iterable[Any]) -> list[dict[str, Any]]:
+    """The incoming messages that carry warnings, each with its warnings labelled for a page."""
+    return [
+        {
+            "message": message,
+            "warnings": [
+                {**w, "label": LABELS.get(w.get("code", ""), "warning")}
+                for w in message.trust_warnings
+            ],
+        }
+        for message in messages
+        if message.direction == "in" and message.trust_warnings
+    ]
 
 
 def own_domains() -> set[str]:
@@ -237,8 +266,12 @@ def _hidden(parsed: ParsedEmail) -> list[dict[str, str]]:
 
 
 def _amount(match: re.Match[str]) -> str:
-    number = match.group("n1") or match.group("n2")
+    number = _number(match.group("n1") or match.group("n2"))
     currency = _CURRENCY.get((match.group("pre") or match.group("post") or "").casefold(), "")
+    return f"{currency} {number}".strip()
+
+
+def _number(number: str) -> str:
     if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", number):
         number = number.replace(",", "")
     elif re.fullmatch(r"\d{1,3}(?:\.\d{3})+(?:,\d+)?", number):
@@ -247,7 +280,7 @@ def _amount(match: re.Match[str]) -> str:
         number = number.replace(",", ".")
     with contextlib.suppress(InvalidOperation):
         number = format(Decimal(number).normalize(), "f")
-    return f"{currency} {number}".strip()
+    return number
 
 
 def _url(url: str) -> str:
@@ -271,7 +304,9 @@ class _Facts:
         self.amounts: dict[str, str] = {}
         for match in _AMOUNT.finditer(text):
             self.amounts.setdefault(_amount(match), " ".join(match.group(0).split()))
-        self.words = _WORD.findall(text.casefold())
+        text = _AMOUNT.sub(" ", text)
+        # A number is one word however it is written: 1,200.00 and 1200 are the same.
+        self.words = [_number(w) if w[0].isdigit() else w for w in _TOKEN.findall(text.casefold())]
         self.word_set = set(self.words)
 
 
@@ -280,17 +315,25 @@ def _only(mine: dict[str, str], theirs: dict[str, str]) -> list[str]:
 
 
 def _run(mine: _Facts, theirs: _Facts) -> list[str]:
-    """The longest run of consecutive words in `mine` that `theirs` never uses."""
+    """The longest passage of `mine` made of words `theirs` never uses (short words may join it)."""
     best: list[str] = []
+    best_new = 0
     current: list[str] = []
+    new = 0
     for word in [*mine.words, None]:
         if word is not None and word not in theirs.word_set:
             current.append(word)
+            new += 1
             continue
-        if len(current) > len(best):
-            best = current
-        current = []
-    return best if len(best) >= RUN_MIN else []
+        if word is not None and current and len(word) <= GLUE_MAX:
+            current.append(word)  # "and", "to", "the": shared by any two texts
+            continue
+        while current and current[-1] in theirs.word_set:
+            current.pop()
+        if new > best_new:
+            best, best_new = current, new
+        current, new = [], 0
+    return best if best_new >= RUN_MIN else []
 
 
 def _excerpt(words: list[str]) -> str:

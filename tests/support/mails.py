@@ -33,6 +33,44 @@ def plain(
     )
 
 
+def alternative(
+    *,
+    text: str,
+    html: str,
+    message_id: str = "<bob-alt-1@test.com>",
+    sender: str = "Bob Smith <bob@test.com>",
+    subject: str = "My widget broke",
+    headers: str = "",
+) -> bytes:
+    """A multipart/alternative message (a text part and an HTML part), as Gmail sends it."""
+    return crlf(
+        (
+            f"From: {sender}\n"
+            f"To: support@countersign.example\n"
+            f"Subject: {subject}\n"
+            f"Date: Tue, 14 May 2024 09:12:44 +0200\n"
+            f"Message-ID: {message_id}\n"
+            f"{headers}"
+            f"MIME-Version: 1.0\n"
+            f'Content-Type: multipart/alternative; boundary="000000000000alt"\n'
+            f"\n"
+            f"--000000000000alt\n"
+            f'Content-Type: text/plain; charset="UTF-8"\n'
+            f"Content-Transfer-Encoding: 8bit\n"
+            f"\n"
+            f"{text}\n"
+            f"\n"
+            f"--000000000000alt\n"
+            f'Content-Type: text/html; charset="UTF-8"\n'
+            f"Content-Transfer-Encoding: 8bit\n"
+            f"\n"
+            f"{html}\n"
+            f"\n"
+            f"--000000000000alt--\n"
+        ).encode()
+    )
+
+
 def reply(
     *, message_id: str, in_reply_to: str = "", references: str = "", body: str = "Any news?"
 ) -> bytes:
