@@ -3,7 +3,8 @@
 Tests script its replies (tool_use, text, every stop reason, error statuses with retry-after)
 and read back every request the SDK sent. Like the real API it rejects malformed requests
 with a 400 `invalid_request_error` — a tool_use left unanswered, a tool_result for an unknown
-id, a missing model — so engine bugs surface as they would in production.
+id, a missing model — so engine bugs surface as they would in production. `push_hold` keeps
+the next request unanswered until released, then drops it: a model call in flight.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.fakes.hold import Hold
+
 Responder = Callable[[dict[str, Any]], "Scripted"]
 
 
@@ -25,6 +28,7 @@ class Scripted:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False  # close the connection without an answer
 
 
 @dataclass
@@ -114,6 +118,17 @@ class FakeAnthropic:
 
     def push_overloaded(self, *, times: int = 1, retry_after: float = 0.01) -> None:
         self.push_error(529, "overloaded_error", "Overloaded", retry_after=retry_after, times=times)
+
+    def push_hold(self) -> Hold:
+        """Hold the next request unanswered until released, then drop the connection."""
+        hold = Hold()
+
+        def held(body: dict[str, Any]) -> Scripted:
+            hold.hold()
+            return Scripted(0, {}, drop=True)
+
+        self.push(held)
+        return hold
 
     @property
     def pending(self) -> int:
@@ -243,6 +258,9 @@ class FakeAnthropic:
                 raw = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 scripted = fake._respond(self.path, headers, raw)
+                if scripted.drop:
+                    self.close_connection = True
+                    return
                 payload = json.dumps(scripted.body).encode()
                 self.send_response(scripted.status)
                 self.send_header("content-type", "application/json")

@@ -1,4 +1,10 @@
-"""A local HTTP server speaking the part of GitHub's REST API that PyGithub uses here."""
+"""A local HTTP server speaking the part of GitHub's REST API that PyGithub uses here.
+
+Faults: `fail_next` answers the next requests with a status before acting; `fail_after_next`
+acts on the next POST and then answers with a status (a 502 from a proxy whose upstream made
+the pull request); `hold_next` acts on the next POST and holds its answer until released, then
+drops it (kill the worker meanwhile).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.hold import Hold
 
 
 @dataclass
@@ -26,6 +34,8 @@ class FakeGitHub:
         self.branches: set[str] = {"main"}
         self.requests: list[Recorded] = []
         self.fail_next: list[int] = []
+        self.fail_after_next: list[int] = []
+        self.holds: list[Hold] = []
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -43,6 +53,17 @@ class FakeGitHub:
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def pull_posts(self) -> list[Recorded]:
+        return [r for r in self.requests if r.method == "POST" and r.path.endswith("/pulls")]
+
+    def hold_next(self) -> Hold:
+        """Act on the next POST, then hold its answer until released, then drop it."""
+        hold = Hold()
+        with self._lock:
+            self.holds.append(hold)
+        return hold
 
     def _repo_json(self) -> dict[str, Any]:
         owner, name = self.repository.split("/")
@@ -139,6 +160,16 @@ class FakeGitHub:
                 status, payload = fake._route(
                     method, self.path, body, self.headers.get("Authorization", "")
                 )
+                if method == "POST":
+                    with fake._lock:
+                        hold = fake.holds.pop(0) if fake.holds else None
+                        after = fake.fail_after_next.pop(0) if fake.fail_after_next else None
+                    if hold is not None:
+                        hold.hold()
+                        self.close_connection = True
+                        return
+                    if after is not None:
+                        status, payload = after, {"message": "Bad Gateway"}
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json; charset=utf-8")

@@ -9,7 +9,8 @@ answered with an ID ("C0001"); like Slack, chat.update and conversations.history
 
 `fail_next` makes the next calls of a method fail: with a Slack error, an HTTP status, or (with
 `after_effect=True`) an HTTP 500 sent after the call has really taken effect, as when the
-answer to a post is lost.
+answer to a post is lost. `hold_next` lets the next call of a method take effect and holds its
+answer until released, then drops it (kill the worker meanwhile).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.fakes.hold import Hold
 
 API_PREFIX = "/api/"
 RESPOND_PREFIX = "/respond/"
@@ -69,6 +72,7 @@ class FakeSlack:
         self.channels: dict[str, str] = {}  # channel name (no "#") -> ID
         self._history: dict[str, list[dict[str, Any]]] = {}  # channel ID -> messages
         self._failures: dict[str, list[_Failure]] = {}
+        self._holds: dict[str, list[Hold]] = {}
         self._channel_numbers = itertools.count(1)
         self._view_numbers = itertools.count(1)
         self._last_ts_us = 0
@@ -131,6 +135,17 @@ class FakeSlack:
         with self._lock:
             failure = _Failure(error, status, times, after_effect)
             self._failures.setdefault(method, []).append(failure)
+
+    def hold_next(self, method: str) -> Hold:
+        """Let the next call of `method` take effect, then hold its answer until released."""
+        hold = Hold()
+        with self._lock:
+            self._holds.setdefault(method, []).append(hold)
+        return hold
+
+    def requests_of(self, method: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [body for name, body in self.requests if name == method]
 
     @staticmethod
     def sign(body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]:
@@ -331,7 +346,14 @@ class FakeSlack:
                     answer = fake._respond(name, body)
                 elif parts.path.startswith(API_PREFIX):
                     method = parts.path.removeprefix(API_PREFIX)
+                    with fake._lock:
+                        held = fake._holds.get(method) or []
+                        hold = held.pop(0) if held else None
                     answer = fake._api(method, body, self.headers.get("Authorization", ""))
+                    if hold is not None:
+                        hold.hold()  # outside the lock: the fake goes on answering others
+                        self.close_connection = True
+                        return
                 else:
                     answer = _Answer(404, b"not found", "text/plain; charset=utf-8")
                 self.send_response(answer.status)

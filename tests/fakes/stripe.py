@@ -6,7 +6,8 @@ Like Stripe it keeps refund state per charge (`charge_disputed`, `charge_already
 parameters replay the first answer with `Idempotent-Replayed: true`; other parameters get a 400
 `idempotency_error`; refusals made while acting are saved and replayed too), answers in Stripe's
 JSON shapes with a `Request-Id` header, and can be told to fail the next calls: a 500, a 429,
-a connection dropped before or after acting, a slow answer, any error envelope. It also signs
+a connection dropped before or after acting, a slow answer, any error envelope, or an answer
+held after acting until the test releases it, then dropped (`hold`: kill the worker meanwhile). It also signs
 webhook payloads the way Stripe does (`Stripe-Signature: t=...,v1=...`).
 """
 
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.fakes.hold import Hold
 
 API_KEY = "sk_test_fake_countersign"
 HOLDING = ("pending", "requires_action", "succeeded")
@@ -53,10 +56,11 @@ class Recorded:
 
 @dataclass
 class Failure:
-    kind: str  # "500", "429", "drop", "drop_after", "slow", "error"
+    kind: str  # "500", "429", "drop", "drop_after", "slow", "error", "hold"
     path: str | None
     delay: float = 0.0
     answer: Answer | None = None
+    hold: Hold | None = None
 
 
 def _decode(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -200,17 +204,22 @@ class FakeStripe:
         delay: float = 0.0,
         status: int = 400,
         error: dict[str, Any] | None = None,
-    ) -> None:
-        """Make the next `times` requests (under `path`, if given) fail in the given way."""
-        if kind not in ("500", "429", "error", "drop", "drop_after", "slow"):
+    ) -> Hold | None:
+        """Make the next `times` requests (under `path`, if given) fail in the given way.
+
+        `hold` acts, then keeps the answer until the returned Hold is released, then drops it.
+        """
+        if kind not in ("500", "429", "error", "drop", "drop_after", "slow", "hold"):
             raise ValueError(f"unknown failure kind {kind!r}")
         answer = {
             "500": _error(500, "Sorry, something went wrong on Stripe's end.", kind="api_error"),
             "429": _error(429, RATE_LIMITED, code="rate_limit"),
             "error": Answer(status, {"error": error or {}}),
         }.get(kind)
+        hold = Hold() if kind == "hold" else None
         for _ in range(times):
-            self._failures.append(Failure(kind, path, delay, answer))
+            self._failures.append(Failure(kind, path, delay, answer, hold))
+        return hold
 
     def _failure_for(self, path: str) -> Failure | None:
         with self._lock:
@@ -387,7 +396,7 @@ class FakeStripe:
             record.failed = failure.kind
             if failure.kind == "slow":
                 time.sleep(failure.delay)
-            elif failure.kind != "drop_after":
+            elif failure.kind not in ("drop_after", "hold"):
                 return copy.deepcopy(failure.answer), failure
         if headers.get("authorization") != f"Bearer {self.api_key}":
             given = headers.get("authorization", "").removeprefix("Bearer ")
@@ -413,7 +422,11 @@ class FakeStripe:
                 raw = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 answer, failure = fake._respond(method, self.path, headers, raw)
-                if answer is None or (failure is not None and failure.kind == "drop_after"):
+                if failure is not None and failure.hold is not None:
+                    failure.hold.hold()
+                if answer is None or (
+                    failure is not None and failure.kind in ("drop_after", "hold")
+                ):
                     # The connection dies without an answer: acted or not, the client can't tell.
                     self.close_connection = True
                     with suppress(OSError):
