@@ -92,8 +92,10 @@ def code_search(
     for relative in _tracked_files(root):
         if path_denied(Path(relative), deny=deny):
             continue
-        target = root / relative
         try:
+            # A tracked symlink is followed only where read_file would go: inside the tree,
+            # onto a file the deny list does not name.
+            target = path_resolve(root, relative, deny=deny)
             if not target.is_file() or target.stat().st_size > SEARCH_MAX_FILE_BYTES:
                 continue
             text = _text_of(target, SEARCH_MAX_FILE_BYTES)
