@@ -20,15 +20,16 @@ TC = ToolCall.Status
 REFUSED = (TC.INVALID, TC.BLOCKED, TC.FAILED, TC.REJECTED)
 
 
-def _approved(call: ToolCall) -> list[Approval]:
+def _approved(call: ToolCall, *, checks_required: bool = True) -> list[Approval]:
     """The call's approvals, asserting they are enough, from different people, and decided."""
     proposal = Proposal.objects.get(pk=call.pk)
     approvals = list(Approval.objects.filter(proposal=proposal))
     assert call.decision == ToolCall.Decision.APPROVED and call.decided_by_id, call
     assert len(approvals) >= max(1, proposal.approvals_required), (call, approvals)
     assert len({a.user_id for a in approvals}) == len(approvals)
-    hard = [c for c in proposal.checks if c.get("hard")]
-    assert hard and all(c["passed"] for c in hard), proposal.checks
+    hard = [c for c in proposal.checks if c.get("hard", True)]
+    assert hard or not checks_required, proposal.checks
+    assert all(c["passed"] for c in hard), proposal.checks
     return approvals
 
 
@@ -138,3 +139,44 @@ def nothing_stuck(worker) -> None:
     assert not busy.exists(), [(c.tool_name, c.status) for c in busy]
     for run in AgentRun.objects.filter(status=AgentRun.Status.AWAITING_APPROVAL):
         assert run.tool_calls.filter(status=TC.AWAITING_APPROVAL).exists(), run
+
+
+def secrets_kept(texts: list[str], canaries: list[str]) -> None:
+    """None of the canaries (secrets outside the rules' reach) appears in what left the process."""
+    for text in texts:
+        for canary in canaries:
+            assert canary not in text, (canary, text[max(0, text.find(canary) - 200) :][:400])
+
+
+def pull_requests_approved(github, remote, *, allowed: set[str]) -> int:
+    """Every pull request GitHub was asked for has its approvals; it changes allowed files only."""
+    from sre.models import PatchProposal
+
+    posts = [r for r in github.requests if r.method == "POST" and r.path.endswith("/pulls")]
+    for post in posts:
+        patch = PatchProposal.objects.select_related("tool_call").get(branch=post.body["head"])
+        _approved(patch.tool_call, checks_required=False)
+        changed = _git(remote, "diff", "--name-only", f"main..{patch.branch}").split()
+        assert changed and set(changed) <= allowed, changed
+    return len(posts)
+
+
+def branches_approved(remote, *, allowed: set[str]) -> None:
+    """Every branch pushed to the remote belongs to an approved patch touching allowed files."""
+    from sre.models import PatchProposal
+
+    for branch in _git(remote, "for-each-ref", "--format=%(refname:short)", "refs/heads").split():
+        if branch == "main":
+            continue
+        patch = PatchProposal.objects.select_related("tool_call").get(branch=branch)
+        _approved(patch.tool_call, checks_required=False)
+        changed = _git(remote, "diff", "--name-only", f"main..{branch}").split()
+        assert set(changed) <= allowed, changed
+
+
+def _git(cwd, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(
+        ["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True
+    ).stdout
