@@ -70,6 +70,7 @@ class AgentRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["subject_type", "subject_id"])]
+        permissions = [("prune_auditevent", "Can export and prune audit rows past retention")]
         permissions = [("cancel_agentrun", "Can cancel an agent run")]
 
     def __str__(self) -> str:
@@ -377,6 +378,7 @@ class AuditEvent(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["subject_type", "subject_id"])]
+        permissions = [("prune_auditevent", "Can export and prune audit rows past retention")]
 
     def __str__(self) -> str:
         return f"{self.kind} at {self.created_at:%Y-%m-%d %H:%M:%S}"

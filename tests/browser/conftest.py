@@ -2,9 +2,7 @@
 
 Playwright's sync API runs an event loop in the test's thread, which Django's async-safety
 check would take for async code: the check is turned off for this session. The tests are
-transactional (live_server), and on SQLite Django empties the tables afterwards with DELETE,
-which the audit tables' append-only triggers refuse: `browser_db` drops the triggers for its own
-flush and puts them back, so every test after it still runs against guarded tables.
+transactional (live_server); the suite's `flush` empties the guarded tables afterwards.
 """
 
 from __future__ import annotations
@@ -13,10 +11,7 @@ import os
 import shutil
 
 import pytest
-from django.core.management import call_command
-from django.db import DEFAULT_DB_ALIAS, connection
 
-from agents import guards
 from tests.factories.users import user_create
 from tests.support.conftest import stripe_fake  # noqa: F401  (Bob's Stripe, for these tests too)
 
@@ -49,34 +44,14 @@ def browser():
         browser.close()
 
 
-def _execute(statements: list[str]) -> None:
-    with connection.cursor() as cursor:
-        for statement in statements:
-            cursor.execute(statement)
-
-
 @pytest.fixture
 def browser_db(transactional_db):
-    """Transactional database access whose teardown gets past the audit tables' guards."""
+    """Transactional database access (the live server's threads see the test's rows).
+
+    Emptied afterwards by the suite's own `flush` (tests/toolbox), which gets past the audit
+    tables' guards and puts them back.
+    """
     yield
-    if connection.vendor != "sqlite":
-        return  # PostgreSQL flushes with TRUNCATE, which row triggers do not see
-    # Set up after transactional_db, so torn down before its flush: empty the tables here,
-    # with the DELETE guards lifted, and put the guards back; its own flush then finds
-    # nothing left to delete in the guarded tables.
-    _execute(guards.sqlite_uninstall() + guards.sqlite_unseal(guards.LATER_SEALED))
-    try:
-        call_command(
-            "flush",
-            verbosity=0,
-            interactive=False,
-            database=DEFAULT_DB_ALIAS,
-            reset_sequences=False,
-            allow_cascade=False,
-            inhibit_post_migrate=False,
-        )
-    finally:
-        _execute(guards.sqlite_install() + guards.sqlite_seal(guards.LATER_SEALED))
 
 
 @pytest.fixture
