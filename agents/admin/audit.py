@@ -17,6 +17,7 @@ from agents.admin.base import (
     run_link,
     short,
 )
+from agents.admin.retention import RetentionMixin
 from agents.models import AuditEvent, ModelCall, ToolCall
 
 
@@ -269,7 +270,7 @@ class ModelCallAdmin(ExportMixin, ReadOnlyAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ExportMixin, ReadOnlyAdmin):
+class AuditEventAdmin(RetentionMixin, ExportMixin, ReadOnlyAdmin):
     list_display = (
         "id",
         "created_at",

@@ -166,7 +166,7 @@ def test_the_apps_role_can_append_but_never_rewrite_disable_or_truncate(app_role
 
 @pytest.fixture
 def pruner(db):
-    return user_create(perms=["agents.prune_auditevent"])
+    return user_create(perms=["agents.prune_auditevent", "agents.view_auditevent"])
 
 
 @pytest.fixture
@@ -218,3 +218,38 @@ def test_the_command_prunes_and_a_dry_run_only_counts(pruner, exports, capsys):
     call_command("audit_prune", "--older-than-days", "100", "--user", pruner.username)
     assert "Pruned 1 modelcall, 2 auditevent" in capsys.readouterr().out
     assert list(AuditEvent.objects.values_list("kind", flat=True)) == ["audit.pruned"]
+
+
+@pytest.mark.django_db
+def test_the_retention_page_counts_then_exports_and_prunes_on_confirmation(client, pruner, exports):
+    history(days_ago=400)
+    pruner.is_staff = True
+    pruner.save()
+    client.force_login(pruner)
+    page = client.get("/admin/agents/auditevent/")
+    assert "/admin/agents/auditevent/retention/" in page.content.decode()
+    counted = client.post("/admin/agents/auditevent/retention/", {"older_than_days": 100})
+    assert "2 audit events and\n      1 model calls" in counted.content.decode()
+    assert AuditEvent.objects.count() == 2
+    done = client.post(
+        "/admin/agents/auditevent/retention/",
+        {"older_than_days": 100, "confirm": "on"},
+        follow=True,
+    )
+    assert "Exported and pruned 2 audit events and 1 model calls" in done.content.decode()
+    [export] = list(exports.glob("*.jsonl.gz"))
+    download = client.get(f"/admin/agents/auditevent/retention/{export.name}")
+    assert b"".join(download.streaming_content) == export.read_bytes()
+    assert client.get("/admin/agents/auditevent/retention/settings.py").status_code == 404
+    too_young = client.post(
+        "/admin/agents/auditevent/retention/", {"older_than_days": 10, "confirm": "on"}
+    )
+    assert "too few" in too_young.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_retention_page_is_refused_without_the_permission(client):
+    client.force_login(user_create(perms=["agents.view_auditevent"]))
+    assert client.get("/admin/agents/auditevent/retention/").status_code == 403
+    page = client.get("/admin/agents/auditevent/")
+    assert "/retention/" not in page.content.decode()
