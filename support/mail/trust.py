@@ -12,6 +12,7 @@ may not be what it looks like, so the person approving a refund or a reply reads
   mail program shows) say materially different things.
 - hidden_html: the HTML hides text from its reader.
 - auth_failed / auth_unverified: the receiving server could not confirm who sent it.
+- unchecked: a check could not run on this mail, so its silence means nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ PARTS_DISAGREE = "parts_disagree"
 HIDDEN_HTML = "hidden_html"
 AUTH_FAILED = "auth_failed"
 AUTH_UNVERIFIED = "auth_unverified"
+UNCHECKED = "unchecked"
 
 COMPANY = "Countersign"
 # Names a sender may borrow to look official, and the domains that may use them.
@@ -55,6 +57,7 @@ LABELS = {
     HIDDEN_HTML: "hidden HTML text",
     AUTH_FAILED: "sender authentication failed",
     AUTH_UNVERIFIED: "sender not verified",
+    UNCHECKED: "not fully checked",
 }
 
 AUTH_METHODS = (("spf", "SPF"), ("dkim", "DKIM"), ("dmarc", "DMARC"))
@@ -68,16 +71,18 @@ RUN_MIN = 5
 GLUE_MAX = 3  # letters in a short word that may sit inside a passage only one part has
 EXCERPT_WORDS = 14
 LIST_MAX = 5
+COMPARE_MAX_CHARS = 200_000  # of each part: enough for any letter a person writes
 
-_EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
+# Bounded repeats: a megabyte without a space must not take quadratic time.
+_EMAIL = re.compile(r"[\w.+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}")
 _URL = re.compile(r"(?:https?://|www\.)[^\s<>\"'\[\]()]+", re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+")
-_TOKEN = re.compile(r"\d(?:[\d,.]*\d)?|[^\W_]+")
+_TOKEN = re.compile(r"\d(?:[\d,.]{0,30}\d)?|[^\W_]+")
 _IMAGE = re.compile(r"\[image:[^\]]*\]", re.IGNORECASE)
-_NUMBER = r"\d(?:[\d,.]*\d)?"
+_NUMBER = r"\d(?:[\d,.]{0,30}\d)?"
 _AMOUNT = re.compile(
     rf"(?:(?P<pre>us\$|[$€£¥]|\b(?:usd|eur|gbp)\b)\s?(?P<n1>{_NUMBER})"
-    rf"|(?P<n2>{_NUMBER})\s?(?P<post>[$€£¥]|\b(?:usd|eur|gbp|dollars?|euros?|pounds?)\b))",
+    rf"|(?<![\d,.])(?P<n2>{_NUMBER})\s?(?P<post>[$€£¥]|\b(?:usd|eur|gbp|dollars?|euros?|pounds?)\b))",
     re.IGNORECASE,
 )
 _CURRENCY = {
@@ -93,16 +98,30 @@ def trust_warnings(
     """The warnings for one incoming mail, most serious first."""
     if our_domains is None:
         our_domains = own_domains()
-    found = [
-        *_reply_to(parsed),
-        *_display_name(parsed, our_domains),
-        *_auth(parsed, authserv_id),
-    ]
+    checks = (
+        lambda: _reply_to(parsed),
+        lambda: _display_name(parsed, our_domains),
+        lambda: _auth(parsed, authserv_id),
+        lambda: _parts(parsed),
+        lambda: _hidden(parsed),
+    )
+    found = []
+    for check in checks:
+        # A check that trips over a strange mail must not lose the mail or the other warnings.
+        try:
+            found += check()
+        except Exception as error:
+            found.append(
+                _warning(UNCHECKED, f"One of the checks on this mail could not run ({error!r}).")
+            )
+    return found
+
+
+def _parts(parsed: ParsedEmail) -> list[dict[str, str]]:
     html = parsed.alternative_html_text
     if html is not None and (difference := parts_compare(parsed.text, html)):
-        found.append(_warning(PARTS_DISAGREE, difference))
-    found += _hidden(parsed)
-    return found
+        return [_warning(PARTS_DISAGREE, difference)]
+    return []
 
 
 def warned_messages(messages: Iterable[Any]) -> list[dict[str, Any]]:
@@ -343,7 +362,7 @@ def _excerpt(words: list[str]) -> str:
 
 def parts_compare(plain: str, html: str) -> str:
     """How the text part and the HTML part differ materially; "" when they agree."""
-    text, shown = _Facts(plain), _Facts(html)
+    text, shown = _Facts(plain[:COMPARE_MAX_CHARS]), _Facts(html[:COMPARE_MAX_CHARS])
     details = []
     for label, mine, theirs in (
         ("Amounts", text.amounts, shown.amounts),

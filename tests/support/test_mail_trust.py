@@ -250,6 +250,16 @@ def test_results_other_than_pass_are_named(results, code, listed):
     assert set(found) == {code} and listed in found[code]
 
 
+def test_a_check_that_fails_loses_neither_the_mail_nor_the_other_warnings(monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("odd mail")
+
+    monkeypatch.setattr("support.mail.trust._display_name", broken)
+    found = warnings_of(HOSTILE)
+    assert set(found) == {"reply_to_differs", "unchecked"}
+    assert "could not run (ValueError('odd mail'))" in found["unchecked"]
+
+
 # --- stored at ingest ---------------------------------------------------------------------------
 
 
