@@ -18,8 +18,11 @@ prompt, every tool result), so no domain can forget it; the originals stay where
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -105,7 +108,7 @@ def _unquote(value: str) -> str:
 
 def _assigned(match: re.Match) -> str:
     name, value = match.group("name"), _unquote(match.group("value"))
-    if len(value) < MIN_SECRET or _NOT_A_VALUE.match(value.strip()) or value == MASK:
+    if len(value) < MIN_SECRET or _NOT_A_VALUE.match(value.strip()) or "REDACTED" in value:
         return match.group(0)
     if not _ALWAYS_NAME.search(name) and not _random(value):
         return match.group(0)  # cache_key = "user:1", primary_key=True
@@ -151,7 +154,11 @@ def _found(text: str) -> set[str]:
                 keyword.analyze_string(line, denylist_regex_to_group=CONFIG_DENYLIST_REGEX_TO_GROUP)
             )
     values = {s.strip() for s in found if isinstance(s, str)}
-    return {v for v in values if len(v) >= MIN_SECRET and not _NOT_A_VALUE.match(v)}
+    return {
+        v
+        for v in values
+        if len(v) >= MIN_SECRET and "REDACTED" not in v and not _NOT_A_VALUE.match(v)
+    }
 
 
 def _configured() -> list[str]:
@@ -166,8 +173,30 @@ def mask(text: str, *, values: Iterable[str] = ()) -> str:
     """`text` with every secret it holds replaced by [REDACTED]; the rest left as it was."""
     if not text:
         return text or ""
-    known = [v for v in [*values, *_configured()] if v and len(v) >= MIN_SECRET]
-    for secret in sorted(set(known), key=len, reverse=True):
+    known = tuple(sorted({v for v in [*values, *_configured()] if v and len(v) >= MIN_SECRET}))
+    key = (hashlib.blake2b(text.encode("utf-8", "surrogatepass")).digest(), known)
+    with _lock:
+        if (masked := _recent.get(key)) is not None:
+            _recent.move_to_end(key)
+            return masked
+    masked = _mask(text, known)
+    # A tool's masked result is masked again where the engine sends it (masking is idempotent):
+    # remember the masked text too, so that second pass costs a hash.
+    again = (hashlib.blake2b(masked.encode("utf-8", "surrogatepass")).digest(), known)
+    with _lock:
+        _recent[key] = _recent[again] = masked
+        while len(_recent) > RECENT:
+            _recent.popitem(last=False)
+    return masked
+
+
+RECENT = 64
+_recent: OrderedDict[tuple[bytes, tuple[str, ...]], str] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _mask(text: str, known: tuple[str, ...]) -> str:
+    for secret in sorted(known, key=len, reverse=True):
         text = text.replace(secret, MASK)
     text = _PEM.sub(MASK, text)
     text = _VENDOR.sub(MASK, text)
@@ -177,9 +206,8 @@ def mask(text: str, *, values: Iterable[str] = ()) -> str:
     text = _NETRC.sub(_netrc, text)
     text = _CARD.sub(_card, text)
     text = _BARE.sub(_bare, text)
-    for secret in sorted(_found(text) - {MASK}, key=len, reverse=True):
-        if MASK not in secret:
-            text = text.replace(secret, MASK)
+    for secret in sorted(_found(text), key=len, reverse=True):
+        text = text.replace(secret, MASK)
     return text
 
 
@@ -190,7 +218,7 @@ def holds_secret(text: str) -> bool:
 
 def _netrc(match: re.Match) -> str:
     value = match.group(3)
-    if value == MASK or value.startswith(("=", ":")) or _NOT_A_VALUE.match(value):
+    if "REDACTED" in value or value.startswith(("=", ":")) or _NOT_A_VALUE.match(value):
         return match.group(0)
     return f"{match.group(1)}{match.group(2)}{MASK}"
 

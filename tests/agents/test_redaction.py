@@ -11,7 +11,7 @@ from django.conf import settings
 from agents.models import AgentRun, ToolCall
 from agents.redaction import MASK, content_mask, holds_secret, mask
 from tests.agents.helpers import start
-from tests.corpus.secrets import READABLE, SETTING_VALUE, SHAPES
+from tests.corpus.secrets import READABLE, SETTING_VALUE, SHAPES, planted
 from tests.toolbox.models import Widget
 
 BASE = Path(settings.BASE_DIR) / "config" / "settings" / "base.py"
@@ -106,3 +106,12 @@ def test_the_first_message_and_the_system_prompt_are_masked(fake_anthropic, work
     worker.drain()
     first = fake_anthropic.message_requests[0].body
     assert token not in str(first) and MASK in str(first["messages"][0])
+
+
+def test_masking_is_idempotent_so_a_masked_text_passes_a_second_time_unchanged(configured):
+    from agents.redaction import _mask
+
+    text = planted()
+    once = _mask(text, (SETTING_VALUE,))
+    assert _mask(once, (SETTING_VALUE,)) == once
+    assert mask(mask(text)) == mask(text) == once
