@@ -95,7 +95,7 @@ _CURRENCY = {
 def trust_warnings(
     parsed: ParsedEmail, *, authserv_id: str = "", our_domains: set[str] | None = None
 ) -> list[dict[str, str]]:
-    """The warnings for one incoming mail, most serious first."""
+    """The warnings for one incoming mail: Reply-To, sender name, authentication, parts, hidden."""
     if our_domains is None:
         our_domains = own_domains()
     checks = (
