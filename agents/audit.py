@@ -7,6 +7,21 @@ from typing import Any
 from agents.models import AgentRun, AuditEvent, ToolCall
 
 
+def nul_free(value: Any) -> Any:
+    """`value` with every NUL in its strings replaced by U+FFFD, recursively.
+
+    PostgreSQL's text and jsonb cannot hold NUL, which Claude's tool input, a tool's output or a
+    hostile mail can carry; SQLite can. Stored the same on both, the row is never refused.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, list):
+        return [nul_free(v) for v in value]
+    if isinstance(value, dict):
+        return {nul_free(k): nul_free(v) for k, v in value.items()}
+    return value
+
+
 def audit_record(
     *,
     kind: str,
@@ -23,11 +38,11 @@ def audit_record(
         subject_type, subject_id = run.subject_type, run.subject_id
     return AuditEvent.objects.create(
         kind=kind,
-        message=message,
+        message=nul_free(message),
         actor=actor if getattr(actor, "is_authenticated", False) else None,
         run=run,
         tool_call=tool_call,
         subject_type=subject_type,
         subject_id=str(subject_id),
-        data=data or {},
+        data=nul_free(data or {}),
     )

@@ -103,6 +103,17 @@ def tool_calls_create(*, run: AgentRun) -> list[ToolCall]:
         )
         if tool is not None and call.status == TC.PREPARING:
             proposal_create(call=call, tool=tool)
+        if call.status == TC.INVALID:
+            audit_record(
+                kind="tool.refused",
+                run=run,
+                tool_call=call,
+                message=call.result,
+                data={
+                    "tool": call.tool_name,
+                    "reason": "unknown tool" if tool is None else "invalid",
+                },
+            )
         calls.append(call)
     return calls
 

@@ -10,7 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from agents.audit import audit_record
+from agents.audit import audit_record, nul_free
 from agents.models import AgentRun, ToolCall
 from agents.queue import enqueue_on_commit
 from agents.registry import proposal_type_of, toolset_get
@@ -108,7 +108,7 @@ def tool_call_close(
     now = timezone.now()
     fields: dict[str, Any] = {
         "status": status,
-        "result": result,
+        "result": nul_free(result),
         "is_error": is_error,
         "finished_at": now,
         "next_attempt_at": None,
@@ -138,7 +138,16 @@ def tool_call_close(
                 if record is not None:
                     ptype.on_close(record, status)
             notice_on_commit(call)
-        elif status not in (ToolCall.Status.SUCCEEDED, ToolCall.Status.FAILED):
+        elif status == ToolCall.Status.FAILED:
+            # A read-only tool's refusal (another customer's data, a path outside the tree).
+            audit_record(
+                kind="tool.failed",
+                run=call.run,
+                tool_call=call,
+                message=reason or result,
+                data={"tool": call.tool_name},
+            )
+        elif status != ToolCall.Status.SUCCEEDED:
             audit_record(kind=f"tool.{status}", run=call.run, tool_call=call, message=reason)
     return 1
 

@@ -20,7 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from agents import llm, redaction
-from agents.audit import audit_record
+from agents.audit import audit_record, nul_free
 from agents.models import AgentRun, ModelCall
 from agents.pricing import cost_estimate
 from agents.prompts import prompt_get
@@ -201,7 +201,7 @@ def _reply_record(*, run_id: int, token: uuid.UUID, reply: llm.ModelReply) -> bo
             stop_reason=message.stop_reason or "",
             latency_ms=reply.latency_ms,
             cost_usd=cost,
-            response=message.to_dict(mode="json"),
+            response=nul_free(message.to_dict(mode="json")),
             **usage,
         )
         run.turns += 1
@@ -215,7 +215,7 @@ def _reply_record(*, run_id: int, token: uuid.UUID, reply: llm.ModelReply) -> bo
         run.cache_write_tokens += usage["cache_write_tokens"]
         assistant = {
             "role": "assistant",
-            "content": [block.to_dict(mode="json") for block in message.content],
+            "content": nul_free([block.to_dict(mode="json") for block in message.content]),
         }
         stop = message.stop_reason
         if stop in CONTINUE_STOPS and (reason := _cap_reached(run)):
