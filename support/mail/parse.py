@@ -184,7 +184,7 @@ def decode_text(payload: bytes, charset: str | None, defects: list[str]) -> str:
     encoding = CHARSET_ALIASES.get(label, label)
     try:
         encoding = codecs.lookup(encoding).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the label
         defects.append(f"Unknown charset {charset!r}; read as UTF-8 or Windows-1252.")
         return decode_text(payload, None, defects)
     if encoding == "cp1252":
@@ -192,8 +192,18 @@ def decode_text(payload: bytes, charset: str | None, defects: list[str]) -> str:
     try:
         return payload.decode(encoding)
     except UnicodeDecodeError:
-        defects.append(f"The text is not valid {charset}; undecodable bytes were replaced.")
+        pass
+    except (LookupError, UnicodeError):
+        # Not a text encoding (base64, zlib, rot13) or one for host names only (idna).
+        defects.append(
+            f"The charset {charset!r} is not one for text; read as UTF-8 or Windows-1252."
+        )
+        return decode_text(payload, None, defects)
+    defects.append(f"The text is not valid {charset}; undecodable bytes were replaced.")
+    try:
         return payload.decode(encoding, errors="replace")
+    except UnicodeError:  # a codec that cannot replace what it cannot decode (punycode)
+        return decode_text(payload, None, defects)
 
 
 def _decode_cp1252(payload: bytes) -> str:
@@ -362,7 +372,13 @@ def _attachments(message: EmailMessage, *, skip: set[int]) -> list[dict[str, Any
                 inner = part.get_payload()
                 inner = inner[0] if isinstance(inner, list) and inner else None
                 filename = f"{(inner.get('Subject', '') if inner else '') or 'message'}.eml"
-            disposition = part.get_content_disposition() or ""
+            try:
+                disposition = part.get_content_disposition() or ""
+            except Exception:  # a parameter in a charset that cannot decode it (RFC 2231)
+                raw = next(
+                    (v for k, v in part.raw_items() if k.lower() == "content-disposition"), ""
+                )
+                disposition = raw.split(";", 1)[0].strip().lower()
             if (
                 content_type in ("text/plain", "text/html")
                 and not filename
