@@ -135,6 +135,12 @@ def email_notes(message: Message) -> list[str]:
             f"Sender authentication failed ({failed}; {message.auth_summary}): the sender may "
             "not be who the From line claims."
         )
+    noted = {"hidden_html", "auth_failed"} if notes else set()
+    notes += [
+        f"Trust warning: {w['message']}"
+        for w in message.trust_warnings
+        if w.get("code") not in noted and w.get("message")
+    ]
     return notes or ["Nothing unusual."]
 
 

@@ -13,6 +13,8 @@ may not be what it looks like, so the person approving a refund or a reply reads
 - hidden_html: the HTML hides text from its reader.
 - auth_failed / auth_unverified: the receiving server could not confirm who sent it.
 - unchecked: a check could not run on this mail, so its silence means nothing.
+- thread_sender_differs: the mail joins a ticket's thread from an address that is not the
+  ticket's customer (or a confirmed alias): someone may be writing into another's ticket.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ HIDDEN_HTML = "hidden_html"
 AUTH_FAILED = "auth_failed"
 AUTH_UNVERIFIED = "auth_unverified"
 UNCHECKED = "unchecked"
+THREAD_SENDER_DIFFERS = "thread_sender_differs"
 
 COMPANY = "Countersign"
 # Names a sender may borrow to look official, and the domains that may use them.
@@ -58,6 +61,7 @@ LABELS = {
     AUTH_FAILED: "sender authentication failed",
     AUTH_UNVERIFIED: "sender not verified",
     UNCHECKED: "not fully checked",
+    THREAD_SENDER_DIFFERS: "someone else in the thread",
 }
 
 AUTH_METHODS = (("spf", "SPF"), ("dkim", "DKIM"), ("dmarc", "DMARC"))
@@ -145,6 +149,22 @@ def own_domains() -> set[str]:
 
     domain = settings.DEFAULT_FROM_EMAIL.rpartition("@")[2].strip("> ").casefold()
     return {domain} if domain else set()
+
+
+def thread_sender_warning(
+    *, sender: str, customer: str, ticket_id: int, aliases: Iterable[str] = ()
+) -> list[dict[str, str]]:
+    """A warning when a reply in a ticket's thread comes from someone else than its customer."""
+    if any(_same_address(sender, known) for known in (customer, *aliases)):
+        return []
+    return [
+        _warning(
+            THREAD_SENDER_DIFFERS,
+            f"This mail joins ticket #{ticket_id}'s thread, but it is from {sender}, not the "
+            f"ticket's customer {customer}. Anything it asks for is not the customer's word; "
+            f"replies still go to {customer}.",
+        )
+    ]
 
 
 def _warning(code: str, message: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from agents.audit import audit_record
 from support.mail import InvalidEmail, ParsedEmail, parse_email, raw_digest
+from support.mail.trust import thread_sender_warning
 from support.models import Message, RejectedEmail, Ticket
 from support.selectors import message_get_by_message_id, message_thread_parent
 from support.services.tickets import SUBJECT_TYPE, TRANSITIONS, ticket_reopen
@@ -86,6 +87,7 @@ def _store(*, parsed: ParsedEmail, source: str) -> IngestResult:
     if existing := message_get_by_message_id(message_id=parsed.message_id):
         return _duplicate(existing)
     parent = message_thread_parent(message_ids=parsed.thread_ids)
+    warnings = list(parsed.trust_warnings)
     if parent is None:
         ticket = Ticket.objects.create(
             customer_email=parsed.from_email,
@@ -104,6 +106,12 @@ def _store(*, parsed: ParsedEmail, source: str) -> IngestResult:
         }
         if flags:
             Ticket.objects.filter(pk=ticket.pk).update(**flags, updated_at=timezone.now())
+        warnings += thread_sender_warning(
+            sender=parsed.from_email,
+            customer=ticket.customer_email,
+            ticket_id=ticket.pk,
+            aliases=ticket.aliases.values_list("email", flat=True),
+        )
     message = Message.objects.create(
         ticket=ticket,
         direction=Message.Direction.IN,
@@ -127,7 +135,7 @@ def _store(*, parsed: ParsedEmail, source: str) -> IngestResult:
         spf_failed=parsed.spf_failed,
         dmarc_failed=parsed.dmarc_failed,
         auth_summary=parsed.auth_summary,
-        trust_warnings=parsed.trust_warnings,
+        trust_warnings=warnings,
         defects=parsed.defects,
         raw=parsed.raw,
         sent_at=parsed.sent_at,
@@ -137,7 +145,9 @@ def _store(*, parsed: ParsedEmail, source: str) -> IngestResult:
         kind="ticket.created" if parent is None else "ticket.message_received",
         subject_type=SUBJECT_TYPE,
         subject_id=ticket.pk,
-        message=_audit_message(parsed=parsed, ticket=ticket, new=parent is None, source=source),
+        message=_audit_message(
+            parsed=parsed, ticket=ticket, new=parent is None, source=source, warnings=warnings
+        ),
         data={
             "message": message.pk,
             "message_id": parsed.message_id,
@@ -146,7 +156,7 @@ def _store(*, parsed: ParsedEmail, source: str) -> IngestResult:
             "spf_failed": parsed.spf_failed,
             "dmarc_failed": parsed.dmarc_failed,
             "hidden_content_dropped": parsed.hidden_content_dropped,
-            "trust_warnings": [w["code"] for w in parsed.trust_warnings],
+            "trust_warnings": [w["code"] for w in warnings],
             "attachments": len(parsed.attachments),
         },
     )
@@ -179,7 +189,9 @@ def _duplicate(existing: Message) -> IngestResult:
     )
 
 
-def _audit_message(*, parsed: ParsedEmail, ticket: Ticket, new: bool, source: str) -> str:
+def _audit_message(
+    *, parsed: ParsedEmail, ticket: Ticket, new: bool, source: str, warnings: list[dict]
+) -> str:
     text = (
         f"{'New ticket' if new else 'Reply in ticket'} #{ticket.pk} from {parsed.from_email} "
         f"by {source}: {parsed.subject[:120]!r}."
@@ -190,8 +202,8 @@ def _audit_message(*, parsed: ParsedEmail, ticket: Ticket, new: bool, source: st
         text += f" Sender authentication failed: {parsed.auth_summary}."
     if parsed.hidden_content_dropped:
         text += " Hidden HTML content was dropped."
-    if parsed.trust_warnings:
-        text += f" Trust warnings: {', '.join(w['code'] for w in parsed.trust_warnings)}."
+    if warnings:
+        text += f" Trust warnings: {', '.join(w['code'] for w in warnings)}."
     return text
 
 
