@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,26 @@ class Site:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
 
+    def sweep(self, *, minutes_later: float = 3) -> str:
+        """Run the periodic sweep once, as its schedule would `minutes_later` from now.
+
+        Later than now, so work queued less than the sweep's grace ago (a task a killed
+        cluster had fetched and lost) counts as lost. Call it only while no worker is mid-task:
+        every claim looks stale to it.
+        """
+        return self.python(
+            "from datetime import timedelta\n"
+            "from django.utils import timezone\n"
+            "from agents.services import agents_sweep\n"
+            f"print(agents_sweep(now=timezone.now() + timedelta(minutes={minutes_later})))"
+        )
+
+    def with_env(self, **changes: str) -> Site:
+        """The same site (database, workers) seen by processes started with other settings."""
+        other = Site(self.url, {**self.env, **changes})
+        other.workers = self.workers
+        return other
+
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         if self.url.startswith("sqlite:"):
             with sqlite3.connect(self.url.removeprefix("sqlite:///")) as conn:
@@ -75,7 +96,7 @@ class Site:
         while time.monotonic() < deadline:
             rows = self.query(sql)
             seen = rows[0][0] if rows else None
-            if seen == expected:
+            if seen == expected or (callable(expected) and seen is not None and expected(seen)):
                 return
             time.sleep(0.3)
         raise AssertionError(f"{sql!r} gave {seen!r}, not {expected!r}, within {timeout}s")
@@ -84,12 +105,33 @@ class Site:
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
-@pytest.fixture(params=["orm", "redis"])
-def site(request, tmp_path: Path, _anthropic_server) -> Iterator[Site]:
-    """A site on this test run's database kind, with the ORM broker or with Redis."""
+def redis_reachable() -> bool:
+    host, _, rest = REDIS_URL.removeprefix("redis://").partition(":")
+    try:
+        with socket.create_connection((host, int(rest.split("/")[0] or 6379)), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def on_postgresql() -> bool:
+    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+# The fault suite needs what production runs: PostgreSQL (row locks, real concurrency) and Redis.
+needs_postgresql_and_redis = pytest.mark.skipif(
+    not (on_postgresql() and redis_reachable()),
+    reason="needs the test database on PostgreSQL and Redis at TEST_REDIS_URL",
+)
+
+
+def site_create(
+    base_dir: Path, anthropic_url: str, *, broker: str, extra: dict[str, str] | None = None
+) -> tuple[Site, Callable[[], None] | None]:
+    """Migrate a database of this test run's kind; a Site on it with the ORM broker or Redis."""
     default = settings.DATABASES["default"]
     cleanup = None
-    if default["ENGINE"].endswith("postgresql"):
+    if on_postgresql():
         name = f"cs_e2e_{uuid.uuid4().hex[:10]}"
         admin = dict(
             host=default["HOST"] or "127.0.0.1",
@@ -108,23 +150,57 @@ def site(request, tmp_path: Path, _anthropic_server) -> Iterator[Site]:
             with psycopg.connect(**admin) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     else:
-        url = f"sqlite:///{tmp_path / 'site.sqlite3'}"
+        url = f"sqlite:///{base_dir / 'site.sqlite3'}"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ANTHROPIC_"))},
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": url,
-        "TEST_ANTHROPIC_BASE_URL": _anthropic_server.url,
+        "TEST_ANTHROPIC_BASE_URL": anthropic_url,
         "Q_WORKERS": "1",
         "LOG_LEVEL": "WARNING",
         "Q_CLUSTER_NAME": f"e2e-{uuid.uuid4().hex[:8]}",
+        **(extra or {}),
     }
     env.pop("REDIS_URL", None)
-    if request.param == "redis":
+    if broker == "redis":
         env["REDIS_URL"] = REDIS_URL
     site = Site(url, env)
     site.manage("migrate", "--noinput")
-    yield site
+    return site, cleanup
+
+
+def site_close(site: Site, cleanup: Callable[[], None] | None) -> None:
     for process in site.workers:
         site.worker_kill(process)
     if cleanup:
         cleanup()
+
+
+@pytest.fixture(params=["orm", "redis"])
+def site(request, tmp_path: Path, _anthropic_server) -> Iterator[Site]:
+    """A site on this test run's database kind, with the ORM broker or with Redis."""
+    made, cleanup = site_create(tmp_path, _anthropic_server.url, broker=request.param)
+    yield made
+    site_close(made, cleanup)
+
+
+@pytest.fixture(scope="module")
+def _world(request, tmp_path_factory, _anthropic_server):
+    from tests.e2e.world import World
+
+    base = tmp_path_factory.mktemp("world")
+    made, env = World.build(base)
+    broker = getattr(request.module, "BROKER", "redis" if redis_reachable() else "orm")
+    made.site, cleanup = site_create(base, _anthropic_server.url, broker=broker, extra=env)
+    yield made
+    site_close(made.site, cleanup)
+    made.stop()
+
+
+@pytest.fixture
+def world(_world, fake_anthropic):
+    """The module's deployment with the fakes; the workers a test started are killed after it."""
+    yield _world
+    for process in _world.site.workers:
+        _world.site.worker_kill(process)
+    _world.site.workers.clear()
