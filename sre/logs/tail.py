@@ -6,7 +6,8 @@ HEAD_BYTES) and the offset of the first byte not yet consumed. Each scan makes a
 - the checkpoint's file is still there (the live file or a rotated sibling, found by inode) and
   its head is unchanged: read on from the offset, then every newer file from its start;
 - the file is shorter than the offset, or its head changed (truncation, copytruncate): finish the
-  copy if a sibling starts with the old head and reaches the offset, then read the file from 0;
+  copy if a sibling starts with the old head and reaches the offset, then every newer copy (more
+  copytruncates since) and the file from 0;
 - the file is gone (rotated and compressed, or deleted): read the live file from its start;
 - compressed siblings (by name or by magic bytes) are never read.
 
@@ -197,15 +198,17 @@ def plan_read(live_path: str, checkpoint: Checkpoint | None, *, from_start: bool
 
     # Truncated in place (copytruncate, `> file`) or rewritten: the old content may live on
     # in a copy beside it.
-    segments: list[Segment] = []
     copy = _find_copy(ordered, checkpoint, exclude=path)
-    if copy is not None:
-        copy_path, copy_st = copy
-        notes.append(f"truncated: finishing its copy {copy_path} from byte {checkpoint.offset}.")
-        segments.append(Segment(copy_path, file_id(copy_st), checkpoint.offset, final=True))
-    else:
+    if copy is None:
         notes.append(f"truncated: {path} is read again from its start.")
-    return Plan(segments + segments_from(index, 0), notes)
+        return Plan(segments_from(index, 0), notes)
+    copy_path, copy_st = ordered[copy]
+    notes.append(f"truncated: finishing its copy {copy_path} from byte {checkpoint.offset}.")
+    # Copies made by later rotations (newer than the one found) are read whole, then the file.
+    later = [s for s in segments_from(min(copy + 1, index), 0) if s.path != copy_path]
+    return Plan(
+        [Segment(copy_path, file_id(copy_st), checkpoint.offset, final=True)] + later, notes
+    )
 
 
 def _head_matches(path: str, checkpoint: Checkpoint) -> bool:
@@ -226,12 +229,13 @@ def _find_by_head(ordered, checkpoint: Checkpoint) -> int | None:
     return None
 
 
-def _find_copy(ordered, checkpoint: Checkpoint, *, exclude: str):
+def _find_copy(ordered, checkpoint: Checkpoint, *, exclude: str) -> int | None:
     if not checkpoint.head_len:
         return None
-    for path, st in reversed(ordered):
+    for i in range(len(ordered) - 1, -1, -1):
+        path, st = ordered[i]
         if path != exclude and st.st_size >= checkpoint.offset and _head_matches(path, checkpoint):
-            return path, st
+            return i
     return None
 
 

@@ -193,6 +193,19 @@ def test_copytruncate_finishes_the_copy_then_reads_the_file_from_0(access):
     assert any("truncated: finishing its copy" in n for n in report.notes)
 
 
+def test_two_copytruncates_between_scans_read_both_copies_then_the_file(access):
+    log, src = access
+    scan_one(src)
+    log.append(lines(3))
+    log.copytruncate()
+    log.append(lines(4))
+    os.rename(log.path.with_name("access.log.1"), log.path.with_name("access.log.2"))
+    log.copytruncate()  # the newer copy holds 4 only: it was not read either
+    log.append(lines(5))
+    scan_one(src)
+    assert read_ids() == [3, 4, 5]
+
+
 def test_copytruncate_with_the_file_grown_past_the_offset_is_caught_by_its_head(access):
     log, src = access
     scan_one(src)
