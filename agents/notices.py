@@ -22,7 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
-from django.db.models import Q
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -58,6 +58,38 @@ def proposal_notices_queue(*, tool_call_id: int) -> None:
     """Queue the notice work for a proposal once the transaction commits, if anyone listens."""
     if slack_configured() or settings.AGENTS_NOTICE_EMAIL:
         enqueue_on_commit(TASK, tool_call_id)
+
+
+def notices_due(*, now, grace: timedelta) -> list[int]:
+    """Proposals whose notices a lost or killed task left behind: the sweep syncs them.
+
+    A notice still pending or posting (its task died, or Slack was down), or a posted one that
+    no longer shows where its proposal stands (the last update was lost).
+    """
+    if not (slack_configured() or settings.AGENTS_NOTICE_EMAIL):
+        return []
+    settled = now - grace
+    stuck = Notice.objects.filter(
+        proposal__isnull=False,
+        state__in=(Notice.State.PENDING, Notice.State.POSTING),
+        updated_at__lt=settled,
+        attempts__lt=settings.AGENTS_EXECUTE_MAX_ATTEMPTS,
+    ).values_list("proposal_id", flat=True)
+    due = set(stuck)
+    posted = (
+        Notice.objects.filter(
+            Q(proposal__tool_call__finished_at__isnull=True)
+            | Q(proposal__tool_call__finished_at__gte=F("updated_at") - grace),
+            proposal__isnull=False,
+            medium=Notice.Medium.SLACK,
+            state=Notice.State.POSTED,
+            updated_at__lt=settled,
+        )
+        .select_related("proposal__tool_call")
+        .prefetch_related("proposal__approvals")
+    )
+    due |= {n.proposal_id for n in posted if n.shown != shown_key(n.proposal)}
+    return sorted(due)
 
 
 def proposal_notices_sync(*, tool_call_id: int) -> str:
@@ -224,10 +256,11 @@ def _slack_post(notice: Notice, proposal: Proposal) -> str:
         return f"notice {notice.key}: {error}"
     if ts is None:
         return f"notice {notice.key}: claimed elsewhere"
-    # The proposal may have moved while the message was on its way: catch up.
+    # The proposal may have moved while the message was on its way, or the message found after
+    # a lost answer shows an earlier state: catch up.
     fresh = _fresh(proposal)
-    if shown_key(fresh) != shown:
-        notice.refresh_from_db()
+    notice.refresh_from_db()
+    if shown_key(fresh) != notice.shown:
         return _slack_update(notice, fresh)
     return f"notice {notice.key}: posted as {ts}"
 
@@ -238,8 +271,9 @@ def _post_once(
     """Claim, post and record one Slack message; the message's ts, None if claimed elsewhere.
 
     A claim left `posting` by an earlier try means the message may be in Slack already: it is
-    looked up by its key first. A retryable SlackError propagates with the claim in place; any
-    other marks the notice failed.
+    looked up by its key first, and a message found is recorded as showing nothing known (it
+    shows what the earlier try sent), so the caller brings it up to date. A retryable SlackError
+    propagates with the claim in place; any other marks the notice failed.
     """
     now = timezone.now()
     was = notice.state
@@ -254,7 +288,7 @@ def _post_once(
     if not claimed:
         return None
     notice.refresh_from_db()
-    channel, ts = notice.channel, ""
+    channel, ts, found = notice.channel, "", False
     try:
         if was == Notice.State.POSTING:
             oldest = (notice.claimed_at - LOOKBACK).timestamp()
@@ -264,6 +298,7 @@ def _post_once(
                 )
                 or ""
             )
+            found = bool(ts)
         if not ts:
             channel, ts = slack.message_post(
                 **_slack_args(), channel=channel, text=text, blocks=blocks, metadata_key=notice.key
@@ -278,8 +313,8 @@ def _post_once(
         state=Notice.State.POSTED,
         channel=channel,
         ts=ts,
-        text=text,
-        shown=shown,
+        text="" if found else text,
+        shown="" if found else shown,
         posted_at=timezone.now(),
         error="",
         updated_at=timezone.now(),

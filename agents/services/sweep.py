@@ -17,6 +17,8 @@ from django.utils import timezone
 
 from agents.audit import audit_record
 from agents.models import AgentRun, Proposal, ToolCall
+from agents.notices import TASK as NOTICES_TASK
+from agents.notices import notices_due
 from agents.queue import enqueue_on_commit
 from agents.registry import toolset_get
 from agents.services.decisions import EXECUTE_TASK, proposal_expire, proposal_ttl_hours
@@ -38,6 +40,7 @@ class SweepReport:
     calls_queued: int = 0
     calls_interrupted: int = 0
     calls_expired: int = 0
+    notices_queued: int = 0
 
 
 def agents_sweep(*, now: datetime | None = None) -> SweepReport:
@@ -104,6 +107,11 @@ def agents_sweep(*, now: datetime | None = None) -> SweepReport:
         due = hours > 0 and call.created_at < now - timedelta(hours=hours)
         if due and proposal_expire(tool_call_id=call.pk, now=now):
             report.calls_expired += 1
+
+    # Notices a killed task or an outage left behind (posting, or showing an older state).
+    for tool_call_id in notices_due(now=now, grace=GRACE):
+        enqueue_on_commit(NOTICES_TASK, tool_call_id)
+        report.notices_queued += 1
     return report
 
 

@@ -96,8 +96,10 @@ def test_a_post_whose_answer_was_lost_is_found_not_posted_again(
     notice.refresh_from_db()
     assert notice.state == Notice.State.POSTED and notice.ts == slack_fake.messages[0]["ts"]
     assert len(slack_fake.messages) == 1
+    # What the found message shows is not known: it is brought up to date once.
+    assert len(slack_fake.updates) == 1 and notice.shown
     proposal_notices_sync(tool_call_id=call.pk)  # and again: nothing new
-    assert len(slack_fake.messages) == 1 and not slack_fake.updates
+    assert len(slack_fake.messages) == 1 and len(slack_fake.updates) == 1
 
 
 def test_a_post_that_never_reached_slack_is_posted_on_retry(
@@ -142,3 +144,47 @@ def test_a_proposal_blocked_before_anyone_saw_it_posts_nothing(
     worker.drain()
     assert ToolCall.objects.get(tool_use_id=ship_id).status == ToolCall.Status.BLOCKED
     assert slack_fake.messages == [] and not Notice.objects.exists()
+
+
+def test_the_sweep_posts_a_notice_whose_task_died_with_slack_down(
+    fake_anthropic, worker, widgets, slack_fake
+):
+    slack_fake.fail_next("chat.postMessage", status=503)
+    with pytest.raises(SlackError):
+        waiting(fake_anthropic, worker)  # the task dies; nothing delivers it again
+    assert slack_fake.messages == [] and Notice.objects.get().state == Notice.State.POSTING
+    with worker.committing():
+        agents_sweep(now=timezone.now())  # too soon: the task may still be on its way
+    worker.drain()
+    assert slack_fake.messages == []
+    with worker.committing():
+        report = agents_sweep(now=timezone.now() + timedelta(minutes=5))
+    worker.drain()
+    assert report.notices_queued == 1 and len(slack_fake.messages) == 1
+    assert Notice.objects.get().state == Notice.State.POSTED
+
+
+def test_the_sweep_brings_up_to_date_a_message_whose_last_update_was_lost(
+    fake_anthropic, worker, widgets, slack_fake
+):
+    call = waiting(fake_anthropic, worker)
+    slack_fake.fail_next("chat.update", status=500, times=10)
+    fake_anthropic.push_text("Shipped.")
+    with worker.committing():
+        proposal_approve(tool_call_id=call.pk, user=approver())
+    for _ in range(5):  # every update fails and its task dies; the call runs regardless
+        try:
+            worker.drain()
+            break
+        except SlackError:
+            continue
+    assert ToolCall.objects.get(pk=call.pk).status == ToolCall.Status.SUCCEEDED
+    assert "Waiting for approval" in slack_fake.messages[0]["text"]
+    slack_fake.failures_clear()
+    with worker.committing():
+        report = agents_sweep(now=timezone.now() + timedelta(minutes=5))
+    worker.drain()
+    assert report.notices_queued == 1
+    assert "Done" in slack_fake.messages[0]["text"] and len(slack_fake.messages) == 1
+    with worker.committing():
+        assert agents_sweep(now=timezone.now() + timedelta(minutes=10)).notices_queued == 0

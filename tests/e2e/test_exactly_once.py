@@ -134,8 +134,8 @@ def test_a_slack_notice_posted_as_the_worker_died_is_posted_once(world, fake_ant
     assert world.notice(key)[0] == "posted"
     [(ts, text)] = site.query(f"SELECT ts, text FROM agents_notice WHERE key = '{key}'")
     assert ts == message["ts"]  # found by its key and recorded
-    # Known gap (see the report): the found message is recorded as showing the current text,
-    # so it is not updated and still reads as first posted.
+    # What the found message showed was unknown, so it was brought up to date.
+    assert message["text"] == text and " — Done · " in text
 
 
 def test_a_slack_update_sent_as_the_worker_died_leaves_one_message_showing_the_end(
@@ -158,13 +158,9 @@ def test_a_slack_update_sent_as_the_worker_died_leaves_one_message_showing_the_e
     site.sweep()
     site.worker_start()
     world.wait_run(world.run_of(ship), "completed")
-    # The held update may have been the last one (the call ran while it was held): nothing
-    # syncs the notice again until something happens to the proposal, and the engine's sweep
-    # does not look at notices. Sync once, as such a sweep would.
-    site.python(
-        f"from agents.notices import proposal_notices_sync\n"
-        f"print(proposal_notices_sync(tool_call_id={world.call(ship)[0]}))"
-    )
+    # The held update may have been the last one (the call ran while it was held): the sweep
+    # finds the message showing an older state and brings it up to date.
+    site.sweep()
     site.wait_for(
         f"SELECT shown FROM agents_notice WHERE key = '{key}'", lambda s: s.startswith("done")
     )

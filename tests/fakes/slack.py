@@ -121,6 +121,11 @@ class FakeSlack:
             found = self._channel(channel, create=False)
             return list(self._history.get(found or "", []))
 
+    def failures_clear(self) -> None:
+        """Slack answers normally again."""
+        with self._lock:
+            self._failures.clear()
+
     def fail_next(
         self,
         method: str,
