@@ -32,13 +32,17 @@ def branch_publish(
         scratch.path, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False
     )
     committed = False
-    if existing.strip():
+    # A branch still at the base commit was made by a try that died before committing.
+    if existing.strip() and existing.strip() != scratch.commit:
         commit = existing.strip()
     else:
         if not scratch.changed_files():
             raise PublishError("There are no changes to commit.")
         name, _, email = author.partition(" <")
-        git(scratch.path, "checkout", "--quiet", "-b", branch)
+        if existing.strip():
+            git(scratch.path, "checkout", "--quiet", branch)  # the edits come along
+        else:
+            git(scratch.path, "checkout", "--quiet", "-b", branch)
         git(scratch.path, "add", "--all")
         git(
             scratch.path,

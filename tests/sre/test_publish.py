@@ -52,6 +52,23 @@ def test_a_branch_is_committed_and_pushed_once(scratch, remote):
     assert len(git(remote, "rev-list", "main..sre/incident-7-keyerror").split()) == 1
 
 
+@pytest.mark.parametrize("staged", [False, True])
+def test_a_try_that_died_after_making_the_branch_and_before_committing_is_finished(
+    scratch, remote, staged
+):
+    """The branch exists at the base commit: the retry commits on it, never pushes the base."""
+    git(scratch.path, "checkout", "--quiet", "-b", "sre/incident-7-keyerror")
+    if staged:
+        git(scratch.path, "add", "--all")
+    published = branch_publish(
+        scratch, branch="sre/incident-7-keyerror", message="Fix incident #7", remote_url=str(remote)
+    )
+    assert published.committed and published.pushed and published.commit != scratch.commit
+    assert len(git(remote, "rev-list", "main..sre/incident-7-keyerror").split()) == 1
+    shown = git(remote, "show", "--format=", "sre/incident-7-keyerror")
+    assert 'payload.get("user_profile", {})' in shown
+
+
 def test_without_a_remote_the_branch_is_local_only(scratch):
     published = branch_publish(scratch, branch="sre/incident-7", message="Fix")
     assert published.committed and not published.pushed
