@@ -19,8 +19,9 @@ Left out, as the tailer's docstring says it cannot recover them:
 - a line the writer is still writing when the file is rotated: the rest would go to a file
   the tailer treats as finished (rename) or to the truncated file (copytruncate), so each
   rotation first lets the writer finish its line;
-- copytruncate of a file the last scan consumed nothing of: with no complete line read, its
-  head cannot tell the file from its copy (see `plan_read`).
+- copytruncate of a file the last scan consumed nothing of, or whose first line is not unique
+  (a traceback's `Traceback (most recent call last):`): the tailer tells a file from its copy
+  and from the same file grown by their first bytes (see `plan_read`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class LogWriter(RuleBasedStateMachine):
         self.read_to = 0  # bytes_read after the last scan
         self.gz = 0
         self.lost_file = False  # the file read last was compressed away; no scan since
+        self.live_start = 0  # where the live file's bytes start in the stream
 
     def teardown(self):
         try:
@@ -85,12 +87,12 @@ class LogWriter(RuleBasedStateMachine):
 
     # --- the writer ---------------------------------------------------------------------------
 
-    def queue(self, data: bytes, **facts) -> None:
+    def queue(self, data: bytes, unique: bool = True, **facts) -> None:
         """A line (without its break) the writer will write."""
         self.next_id += 1
         start = len(self.stream) + len(self.pending)
         self.pending += data + b"\n"
-        self.lines.append({"start": start, "end": start + len(data) + 1, **facts})
+        self.lines.append({"start": start, "end": start + len(data) + 1, "unique": unique, **facts})
 
     def uid(self) -> int:
         return self.next_id + 1
@@ -137,10 +139,14 @@ class LogWriter(RuleBasedStateMachine):
         self.finish_line()
         self.shift()
         os.rename(self.live, self.live + ".1")  # the writer's next line makes a new file
+        self.live_start = len(self.stream)
 
     def copy_allowed(self) -> bool:
         if not os.path.exists(self.live) or self.lost_file:
             return False
+        first = next((line for line in self.lines if line["start"] == self.live_start), None)
+        if first is not None and not first["unique"]:
+            return False  # left out (see the module docstring)
         row = LogCheckpoint.objects.filter(source=self.src).first()
         # Nothing of the file consumed yet: left out (see the module docstring).
         return not (row and row.offset == 0 and row.file_id == file_id(os.stat(self.live)))
@@ -153,6 +159,7 @@ class LogWriter(RuleBasedStateMachine):
         shutil.copyfile(self.live, self.live + ".1")
         with open(self.live, "r+b") as f:
             f.truncate(0)
+        self.live_start = len(self.stream)
 
     # Lines not read yet would be lost (see the module docstring), and so would the rest of a
     # line read up to its cut.
@@ -172,6 +179,7 @@ class LogWriter(RuleBasedStateMachine):
             f.write(gzip.compress(data))
         os.unlink(self.live)
         self.lost_file = True
+        self.live_start = len(self.stream)
 
     # --- scans --------------------------------------------------------------------------------
 
@@ -303,8 +311,8 @@ class PythonLog(LogWriter):
             data[2] += b" # caf\xe9 \xff"
         elif shape == "binary":
             data.insert(3, b"\x00\x01\x02 binary")
-        for line in data:
-            self.queue(line, record=n)
+        for i, line in enumerate(data):
+            self.queue(line, unique=i == 0, record=n)
 
     def check_events(self, row, lines, readable, *, capped, quiet):
         if quiet:
