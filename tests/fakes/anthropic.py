@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.fakes.hold import Hold
+from tests.fakes.server import LocalServer
 
 Responder = Callable[[dict[str, Any]], "Scripted"]
 
@@ -38,29 +39,20 @@ class Recorded:
     body: dict[str, Any]
 
 
-class FakeAnthropic:
+class FakeAnthropic(LocalServer):
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self._script: deque[Scripted | Responder] = deque()
         self._ids = itertools.count(1)
         self._cached_prefixes: set[str] = set()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._serve(ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class()))
 
     # --- lifecycle -----------------------------------------------------------------------
-    def start(self) -> FakeAnthropic:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.base
 
     # --- scripting -----------------------------------------------------------------------
     def push(self, item: Scripted | Responder) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.hold import Hold
+from tests.fakes.server import LocalServer
 
 
 @dataclass
@@ -26,7 +27,7 @@ class Recorded:
     body: dict[str, Any]
 
 
-class FakeGitHub:
+class FakeGitHub(LocalServer):
     def __init__(self, *, repository: str = "acme/service", token: str = "ghp_test") -> None:
         self.repository = repository
         self.token = token
@@ -38,21 +39,11 @@ class FakeGitHub:
         self.holds: list[Hold] = []
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> FakeGitHub:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve(ThreadingHTTPServer(("127.0.0.1", 0), self._handler()))
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.base
 
     @property
     def pull_posts(self) -> list[Recorded]:

@@ -13,6 +13,8 @@ import socketserver
 import threading
 from dataclasses import dataclass, field
 
+from tests.fakes.server import LocalServer
+
 
 @dataclass
 class StoredMessage:
@@ -21,29 +23,16 @@ class StoredMessage:
     flags: set[str] = field(default_factory=set)
 
 
-class FakeImap:
+class FakeImap(LocalServer):
     def __init__(self, *, user: str = "support", password: str = "secret") -> None:
         self.user, self.password = user, password
         self.folders: dict[str, list[StoredMessage]] = {"INBOX": []}
         self.commands: list[str] = []
         self.lock = threading.Lock()
         self._next_uid = 1
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._serve(socketserver.ThreadingTCPServer(("127.0.0.1", 0), _handler(self)))
 
     # --- lifecycle -----------------------------------------------------------------------
-    def start(self) -> FakeImap:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
 
     # --- the mailbox ---------------------------------------------------------------------
     def reset(self) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.fakes.hold import Hold
+from tests.fakes.server import LocalServer
 
 API_PREFIX = "/api/"
 RESPOND_PREFIX = "/respond/"
@@ -60,7 +61,7 @@ class _Answer:
         return cls(status, json.dumps(data).encode())
 
 
-class FakeSlack:
+class FakeSlack(LocalServer):
     def __init__(self, *, token: str = "xoxb-test") -> None:
         self.token = token
         self.messages: list[dict[str, Any]] = []  # every posted message, oldest first
@@ -77,23 +78,7 @@ class FakeSlack:
         self._view_numbers = itertools.count(1)
         self._last_ts_us = 0
         self._lock = threading.RLock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    def start(self) -> FakeSlack:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def base(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        self._serve(ThreadingHTTPServer(("127.0.0.1", 0), self._handler()), poll=0.02)
 
     @property
     def url(self) -> str:

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 
 from tests.fakes.hold import Hold
+from tests.fakes.server import LocalServer
 
 
 @dataclass
@@ -35,29 +36,13 @@ class _Session:
     recipients: list[str] = field(default_factory=list)
 
 
-class FakeSmtp:
+class FakeSmtp(LocalServer):
     def __init__(self) -> None:
         self.mails: list[Mail] = []
         self.connections = 0
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
-        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def start(self) -> FakeSmtp:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
+        self._serve(socketserver.ThreadingTCPServer(("127.0.0.1", 0), self._handler()))
 
     @property
     def url(self) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from tests.fakes.hold import Hold
+from tests.fakes.server import LocalServer
 
 API_KEY = "sk_test_fake_countersign"
 HOLDING = ("pending", "requires_action", "succeeded")
@@ -90,7 +91,7 @@ def _money(cents: int, currency: str) -> str:
     return f"{symbol}{cents / 100:.2f}" if symbol else f"{cents / 100:.2f} {currency.upper()}"
 
 
-class FakeStripe:
+class FakeStripe(LocalServer):
     def __init__(self, *, api_key: str = API_KEY) -> None:
         self.api_key = api_key
         self.requests: list[Recorded] = []
@@ -103,26 +104,13 @@ class FakeStripe:
         self._failures: deque[Failure] = deque()
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        # A short poll keeps stop() quick, so each test can have a server of its own.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._serve(ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class()))
 
     # --- lifecycle -----------------------------------------------------------------------
-    def start(self) -> FakeStripe:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.server_close()
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.base
 
     # --- seeding and inspection ----------------------------------------------------------
     def _id(self, prefix: str) -> str:
