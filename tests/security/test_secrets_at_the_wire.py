@@ -13,7 +13,7 @@ import json
 import pytest
 
 from agents.models import ToolCall
-from sre.models import ErrorRequest
+from sre.models import ErrorRequest, Incident
 from support.models import Ticket
 from support.services import ticket_ingest_email
 from tests.corpus.secrets import READABLE, SETTING_VALUE, SHAPES, planted
@@ -80,6 +80,9 @@ def test_secrets_in_code_logs_and_tracebacks_never_reach_the_model(
         + " ".join(s.secret for s in SHAPES[:10])
     )
     incident = code_incident(sample_text=traceback)
+    title = f"ValueError: bad credentials {SHAPES[5].secret} (app/planted.py in charge_customer)"
+    Incident.objects.filter(pk=incident.pk).update(title=title, exception_message=SHAPES[6].line)
+    incident.refresh_from_db()
     for index, shape in enumerate(SHAPES):
         line = f'10.0.0.7 - - [14/Mar/2025:09:25:01 +0000] "GET /api/x?{shape.line} HTTP/1.1" 500 1'
         ErrorRequest.objects.create(
@@ -108,6 +111,7 @@ def test_secrets_in_code_logs_and_tracebacks_never_reach_the_model(
 
     body = sent(fake_anthropic)
     assert leaks(body) == [], leak_report(body)
+    assert "(app/planted.py in charge_customer)" in body  # the title was sent, masked
     # What surrounds the secrets still reads as code.
     for line in READABLE:
         assert json.dumps(line)[1:-1] in body, line
