@@ -9,8 +9,10 @@ class AgentsConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from agents import groups, schedules
+        from agents.dashboard.engine import engine_panels_register
 
         post_migrate.connect(groups.groups_sync, dispatch_uid="agents.groups_sync")
+        engine_panels_register()
         schedules.schedule_register(
             name="agents: sweep runs and approvals",
             func="agents.tasks.agents_sweep_task",

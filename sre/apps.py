@@ -7,9 +7,10 @@ class SreConfig(AppConfig):
 
     def ready(self) -> None:
         from agents.schedules import schedule_register
-        from sre import tools
+        from sre import dashboard, tools
 
         tools.register()
+        dashboard.register()
         schedule_register(
             name="sre: scan the log sources",
             func="sre.tasks.sre_scan_task",
