@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from agents.admin.base import LeanListMixin
+from agents.admin.base import LeanListMixin, url_pk
 from agents.services.errors import InvalidTransition
 from sre import selectors, services
 from sre.models import Incident, LogSource, PatchProposal, Spike, TrafficWindow
@@ -291,7 +291,7 @@ class PatchProposalAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     def _review(self, request: HttpRequest, patch_id: str) -> HttpResponse:
         call_id = (
-            PatchProposal.objects.filter(pk=int(patch_id) if str(patch_id).isdigit() else 0)
+            PatchProposal.objects.filter(pk=url_pk(patch_id))
             .values_list("tool_call_id", flat=True)
             .first()
         )

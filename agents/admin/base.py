@@ -157,6 +157,16 @@ def run_link(run_id: int | None, toolset: str = "") -> str:
     return format_html('<a href="{}">{}</a>', url, label)
 
 
+def url_pk(value: Any) -> int:
+    """An integer id from a URL, or 0 (no row) for anything that is not one."""
+    # str.isdigit() accepts "²", which int() refuses; and SQLite's integers stop at 2**63.
+    try:
+        number = int(str(value).strip()) if str(value).strip().isascii() else 0
+    except (TypeError, ValueError):
+        return 0
+    return number if 0 < number < 2**63 else 0
+
+
 def short(value: Any, limit: int = 80) -> str:
     """Return one line of at most `limit` characters, for list columns."""
     text = value if isinstance(value, str) else json_pretty(value)

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from agents.admin.base import url_pk
 from support.admin.common import ReadOnlyMixin
 from support.models import Refund
 from support.payments.types import money
@@ -113,19 +114,11 @@ class RefundAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     def _review(self, request: HttpRequest, refund_id: str) -> HttpResponse:
         call_id = (
-            Refund.objects.filter(pk=_pk(refund_id)).values_list("tool_call_id", flat=True).first()
+            Refund.objects.filter(pk=url_pk(refund_id))
+            .values_list("tool_call_id", flat=True)
+            .first()
         )
         if call_id is None:
             messages.error(request, f"There is no refund #{refund_id}.")
             return HttpResponseRedirect(reverse("admin:support_refund_changelist"))
         return HttpResponseRedirect(reverse("admin:agents_toolcall_review", args=[call_id]))
-
-
-def _pk(value: str) -> int:
-    """A refund id from the URL, or 0 (no refund) for anything that is not one."""
-    # str.isdigit() accepts "²", which int() refuses; and SQLite's integers stop at 2**63.
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        return 0
-    return number if 0 < number < 2**63 else 0
