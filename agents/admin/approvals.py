@@ -15,6 +15,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.loader import select_template
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -46,6 +47,8 @@ from agents.services.decisions import proposal_ttl_hours
 from agents.services.proposals import record_of
 
 PAGE_SIZE = 50
+# How far into the inbox the review page looks for the next and previous proposal.
+INBOX_WINDOW = 500
 
 
 class ApprovalsMixin:
@@ -59,9 +62,19 @@ class ApprovalsMixin:
                 name="agents_toolcall_approvals",
             ),
             path(
+                "approvals/live/",
+                self.admin_site.admin_view(self.approvals_live_view),
+                name="agents_toolcall_approvals_live",
+            ),
+            path(
                 "<str:tool_call_id>/review/",
                 self.admin_site.admin_view(self.review_view),
                 name="agents_toolcall_review",
+            ),
+            path(
+                "<str:tool_call_id>/review/live/",
+                self.admin_site.admin_view(self.review_live_view),
+                name="agents_toolcall_review_live",
             ),
         ]
         return urls + super().get_urls()
@@ -73,6 +86,13 @@ class ApprovalsMixin:
 
     def approvals_view(self, request: HttpRequest) -> HttpResponse:
         """Everything that waits on a person, oldest first, with filters."""
+        return TemplateResponse(request, "agents/approvals.html", self._inbox_context(request))
+
+    def approvals_live_view(self, request: HttpRequest) -> HttpResponse:
+        """The inbox's list alone, for the page to poll: the same filters, the same rows."""
+        return TemplateResponse(request, "agents/_inbox_list.html", self._inbox_context(request))
+
+    def _inbox_context(self, request: HttpRequest) -> dict[str, Any]:
         if not approvals_can_view(user=request.user):
             raise PermissionDenied
         filters = {
@@ -119,13 +139,15 @@ class ApprovalsMixin:
             agents=[(ts.name, ts.label) for ts in toolset_list() if _has_proposals(ts)],
             ages=[("", "any age"), *[(k, f"waiting over {k}") for k in AGES]],
             query=query.urlencode(),
+            live_url=reverse("admin:agents_toolcall_approvals_live")
+            + (f"?{request.GET.urlencode()}" if request.GET else ""),
         )
-        return TemplateResponse(request, "agents/approvals.html", context)
+        return context
 
     # --- one proposal ---------------------------------------------------------------------
 
-    def review_view(self, request: HttpRequest, tool_call_id: str) -> HttpResponse:
-        """Show one proposal with its evidence; approve, edit then approve, or reject it."""
+    def _review_load(self, request: HttpRequest, tool_call_id: str) -> Any:
+        """(call, proposal, proposal type, can_decide), or the response that answers instead."""
         call = (
             ToolCall.objects.select_related("run", "decided_by")
             .filter(pk=_int(tool_call_id))
@@ -143,6 +165,78 @@ class ApprovalsMixin:
         ptype = tool.proposal if tool is not None else None
         if not (can_decide or self.has_view_permission(request) or _views_record(request, ptype)):
             raise PermissionDenied
+        return call, proposal, ptype, can_decide
+
+    def _status_context(
+        self,
+        request: HttpRequest,
+        call: ToolCall,
+        proposal: Proposal,
+        ptype: Any,
+        record: Any,
+        *,
+        seen: str = "",
+    ) -> dict[str, Any]:
+        """What the live region shows: where it stands, who decided, what came of it, checks.
+
+        `seen` is the call's status when the page was drawn: when it has moved on since, the
+        region says so beside the forms (which it never replaces).
+        """
+        approvals = list(proposal.approvals.all())
+        is_open = call.status == ToolCall.Status.AWAITING_APPROVAL and not call.run.is_finished
+        outcome = ""
+        if call.finished_at and ptype is not None and ptype.outcome and record is not None:
+            outcome = ptype.outcome(record, call)
+        seen = seen or call.status
+        waiting = ToolCall.Status.AWAITING_APPROVAL
+        notice = ""
+        if seen == waiting and not is_open:
+            notice = (
+                f"Decided meanwhile: {proposal.get_state_display().lower()}. "
+                "The forms below would change nothing."
+            )
+        elif seen != waiting and is_open:
+            notice = "It is ready for a decision now."
+        review_url = reverse("admin:agents_toolcall_review", args=[call.pk])
+        return {
+            "kind_label": call.tool_name.replace("_", " ").capitalize(),
+            "agent": toolset_label(call.run.toolset),
+            "noun": record._meta.verbose_name if record is not None else "proposal",
+            "notice": notice,
+            "review_url": review_url,
+            "call": call,
+            "proposal": proposal,
+            "approvals": approvals,
+            "is_open": is_open,
+            # Nothing more will change once the call has closed (or its run ended unanswered).
+            "is_final": call.finished_at is not None or (call.run.is_finished and is_open),
+            "checks": tool_call_checks(tool_call=call),
+            "outcome": outcome,
+            "result_text": _result_text(call.result),
+            "expires_at": _expires_at(call),
+            "live_url": reverse("admin:agents_toolcall_review_live", args=[call.pk])
+            + f"?seen={seen}",
+        }
+
+    def review_live_view(self, request: HttpRequest, tool_call_id: str) -> HttpResponse:
+        """The review page's status and checks alone, for the page to poll."""
+        loaded = self._review_load(request, tool_call_id)
+        if isinstance(loaded, HttpResponse):
+            return loaded
+        call, proposal, ptype, can_decide = loaded
+        record = record_of(ptype, call) if ptype is not None else None
+        seen = request.GET.get("seen", "")
+        if seen not in ToolCall.Status.values:
+            seen = ""
+        context = self._status_context(request, call, proposal, ptype, record, seen=seen)
+        return TemplateResponse(request, "agents/_review_status.html", context)
+
+    def review_view(self, request: HttpRequest, tool_call_id: str) -> HttpResponse:
+        """Show one proposal with its evidence; approve, edit then approve, or reject it."""
+        loaded = self._review_load(request, tool_call_id)
+        if isinstance(loaded, HttpResponse):
+            return loaded
+        call, proposal, ptype, can_decide = loaded
         record = record_of(ptype, call) if ptype is not None else None
         edit_class = None
         if ptype is not None and ptype.editable:
@@ -181,35 +275,35 @@ class ApprovalsMixin:
                     # Still open: the tool's own rule refused this decision.
                     target = edit_form if form.cleaned_data["action"] == EDIT else form
                     target.add_error(None, f"Nothing was changed: {error}")
-        approvals = list(proposal.approvals.all())
-        is_open = call.status == ToolCall.Status.AWAITING_APPROVAL and not call.run.is_finished
+        status = self._status_context(request, call, proposal, ptype, record)
+        approvals, is_open = status["approvals"], status["is_open"]
         mine = any(a.user_id == request.user.pk for a in approvals)
         extra = ptype.context(record, call) if ptype and ptype.context and record else {}
         context = self._context(
             request,
             f"Review {call.tool_name.replace('_', ' ')} · {proposal.summary or call.tool_use_id}",
-            kind_label=call.tool_name.replace("_", " ").capitalize(),
-            call=call,
-            proposal=proposal,
             record=record,
             evidence_template=ptype.template if ptype else "agents/proposals/_input.html",
-            agent=toolset_label(call.run.toolset),
+            approve_template=select_template(
+                [
+                    f"agents/proposals/{call.tool_name}/_approve.html",
+                    "agents/proposals/_approve.html",
+                ]
+            ).template.name,
             conversation=tool_call_conversation(tool_call=call),
             validation=tool_call_validation(tool_call=call),
-            checks=tool_call_checks(tool_call=call),
             input_json=json_pretty(call.input_proposed),
             executed_json=(
                 json_pretty(call.input_executed) if call.input_executed is not None else ""
             ),
-            approvals=approvals,
-            is_open=is_open,
             can_decide=can_decide and is_open,
             can_approve=can_decide and is_open and not mine,
             can_edit=can_decide and is_open and not approvals and edit_form is not None,
             mine=mine,
             form=form,
             edit_form=edit_form,
-            expires_at=_expires_at(call),
+            neighbours=_neighbours(request, call),
+            **status,
             **extra,
         )
         return TemplateResponse(request, "agents/review.html", context)
@@ -262,6 +356,28 @@ def _int(value: str) -> int:
     except (TypeError, ValueError):
         return 0
     return number if 0 < number < 2**63 else 0
+
+
+def _neighbours(request: HttpRequest, call: ToolCall) -> dict[str, int | None]:
+    """The proposals before and after this one in the inbox's order (for j and k)."""
+    ids = list(
+        proposal_inbox(user=request.user)
+        .prefetch_related(None)
+        .values_list("tool_call_id", flat=True)[:INBOX_WINDOW]
+    )
+    if call.pk not in ids:
+        return {"previous": None, "next": ids[0] if ids else None}
+    at = ids.index(call.pk)
+    return {
+        "previous": ids[at - 1] if at > 0 else None,
+        "next": ids[at + 1] if at + 1 < len(ids) else None,
+    }
+
+
+def _result_text(result: Any) -> str:
+    if result is None or result == "":
+        return ""
+    return result if isinstance(result, str) else json_pretty(result)
 
 
 def _expires_at(call: ToolCall) -> datetime | None:

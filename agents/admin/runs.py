@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from agents.admin.base import LeanListMixin, ToolsetFilter, backend_badge, json_block
@@ -156,6 +157,8 @@ class AgentRunAdmin(LeanListMixin, admin.ModelAdmin):
         if obj is not None:
             context.update(
                 timeline=run_timeline(run=obj),
+                run=obj,
+                timeline_url=reverse("admin:agents_agentrun_timeline", args=[obj.pk]),
                 can_cancel=not obj.is_finished and self.has_cancel_permission(request, obj),
                 cancel_url=reverse("admin:agents_agentrun_cancel", args=[obj.pk]),
                 replay=obj.backend == "replay",
@@ -168,9 +171,27 @@ class AgentRunAdmin(LeanListMixin, admin.ModelAdmin):
                 "<int:run_id>/cancel/",
                 self.admin_site.admin_view(self.cancel_view),
                 name="agents_agentrun_cancel",
-            )
+            ),
+            path(
+                "<int:run_id>/timeline/",
+                self.admin_site.admin_view(self.timeline_view),
+                name="agents_agentrun_timeline",
+            ),
         ]
         return urls + super().get_urls()
+
+    def timeline_view(self, request: HttpRequest, run_id: int) -> HttpResponse:
+        """The run's timeline alone, for its page to poll while the run goes on."""
+        run = get_object_or_404(AgentRun, pk=run_id)
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
+        context = {
+            "timeline": run_timeline(run=run),
+            "run": run,
+            "timeline_url": reverse("admin:agents_agentrun_timeline", args=[run.pk]),
+            "partial": True,
+        }
+        return TemplateResponse(request, "agents/_timeline.html", context)
 
     def cancel_view(self, request: HttpRequest, run_id: int) -> HttpResponse:
         """Cancel one run, with the reason the person gave."""

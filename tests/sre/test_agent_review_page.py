@@ -19,7 +19,8 @@ pytestmark = pytest.mark.django_db
 P = PatchProposal.Status
 APPROVER = ["sre.view_patchproposal", "sre.approve_patch"]
 INBOX = reverse("admin:agents_toolcall_approvals")
-APPROVE_LABEL = "Approve: push the branch and open the pull request"
+# No remote and no GitHub in sre_settings: approving makes a local branch, and says so.
+APPROVE_LABEL = "Approve: make the branch locally (no push, no pull request)"
 
 
 @pytest.fixture
@@ -63,6 +64,7 @@ def test_the_page_shows_the_diff_scratchpad_checks_and_traceback(client, patch):
     assert f"Patch #{patch.pk}" in html and patch.branch in html
     # Approve as proposed or reject: a patch is not edited on the page.
     assert 'id="approve-form"' in html and APPROVE_LABEL in html
+    assert "open the pull request" not in html
     assert 'id="reject-form"' in html and 'id="edit-form"' not in html
 
     list_page = client.get(reverse("admin:sre_patchproposal_changelist"))
