@@ -104,19 +104,27 @@ def traffic_context(*, user: Any, periods: Periods) -> dict[str, Any]:
         )
     }
     label = _window_label()
-    chart = bar_chart(
-        title=f"5xx responses per {label}, last {HOURS} hours, spikes marked",
-        unit="5xx responses",
-        series=series_fill(
-            values=errors,
-            since=since,
-            until=periods.now,
-            step=timedelta(seconds=window_seconds()),
-        ),
-        marks=spikes,
+    series = series_fill(
+        values=errors, since=since, until=periods.now, step=timedelta(seconds=window_seconds())
     )
+    title = f"5xx responses per {label}, last {HOURS} hours, spikes marked"
+
+    def drawn(width: int, height: int, ticks: int) -> Any:
+        return bar_chart(
+            title=title,
+            unit="5xx responses",
+            series=series,
+            marks=spikes,
+            width=width,
+            height=height,
+            ticks=ticks,
+        )
+
+    # Two drawings of one chart, so its labels keep a readable size on a desk and a phone;
+    # the page's CSS shows one of them.
     return {
-        "chart": chart,
+        "chart": drawn(1100, 220, 8),
+        "chart_narrow": drawn(600, 240, 4),
         "spike_count": len(spikes),
         "label": label,
         "spikes_url": reverse("admin:sre_spike_changelist"),

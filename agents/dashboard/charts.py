@@ -64,7 +64,7 @@ def bar_chart(
     unit: str,
     series: list[tuple[datetime, int]],
     marks: dict[datetime, str] | None = None,
-    width: int = 720,
+    width: int = 600,
     height: int = 200,
     ticks: int = 4,
     tick_format: str = "%H:%M",
@@ -74,7 +74,7 @@ def bar_chart(
     bars = [Bar(start=s, value=v, marked=s in marks, note=marks.get(s, "")) for s, v in series]
     peak = max((b.value for b in bars), default=0)
     total = sum(b.value for b in bars)
-    left, right, top, bottom = 44.0, 8.0, 18.0, 26.0
+    left, right, top, bottom = 40.0, 8.0, 16.0, 28.0
     plot_w, plot_h = width - left - right, height - top - bottom
     base = top + plot_h
     step = plot_w / max(1, len(bars))
@@ -102,9 +102,14 @@ def bar_chart(
     tick_list = []
     if bars and ticks:
         every = max(1, len(bars) // ticks)
-        for i in range(0, len(bars), every):
+        # No label in the last half interval: it would run off the right edge.
+        for i in range(0, len(bars) - every // 2, every):
             tick_list.append(
-                {"x": round(x_of(i), 1), "label": f"{_local(bars[i].start):{tick_format}}"}
+                {
+                    "x": round(x_of(i), 1),
+                    "label": f"{_local(bars[i].start):{tick_format}}",
+                    "anchor": "start" if i == 0 else "middle",
+                }
             )
     first = f"{_local(bars[0].start):%Y-%m-%d %H:%M}" if bars else ""
     last = f"{_local(bars[-1].start):%Y-%m-%d %H:%M}" if bars else ""
@@ -126,7 +131,14 @@ def bar_chart(
         ticks=tick_list,
         peak=peak,
         total=total,
-        plot={"left": left, "right": width - right, "top": top, "base": base},
+        plot={
+            "left": left,
+            "right": width - right,
+            "top": top,
+            "base": base,
+            "label_x": left - 6,
+            "tick_y": height - 8,
+        },
         bar_width=round(bar_w, 2),
     )
 
