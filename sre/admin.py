@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 from agents.admin.base import LeanListMixin, url_pk
 from agents.services.errors import InvalidTransition
 from sre import selectors, services
+from sre.dashboard import incident_chart_html
 from sre.models import Incident, LogSource, PatchProposal, Spike, TrafficWindow
 
 
@@ -155,22 +156,7 @@ class IncidentAdmin(LeanListMixin, ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="Counts per window")
     def window_counts(self, obj: Incident) -> str:
-        rows = selectors.incident_windows(incident_id=obj.pk, limit=48)
-        if not rows:
-            return "—"
-        peak = max(r.count for r in rows)
-        return format_html_join(
-            "",
-            '<div style="font-family:monospace">{} {} {}</div>',
-            (
-                (
-                    f"{r.window_start:%Y-%m-%d %H:%M}",
-                    "█" * max(1, round(30 * r.count / peak)),
-                    r.count,
-                )
-                for r in rows
-            ),
-        )
+        return incident_chart_html(incident=obj, limit=288) or "—"
 
     @admin.display(description="Matching 5xx requests (latest 50)")
     def matching_requests(self, obj: Incident) -> str:

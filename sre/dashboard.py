@@ -8,11 +8,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Count
+from django.template.loader import render_to_string
 from django.urls import reverse
 
 from agents.dashboard import Periods, panel_register
 from agents.dashboard.charts import Chart, bar_chart, series_fill
 from sre.models import Incident, IncidentWindow, Spike, TrafficWindow
+from sre.selectors import incident_windows
 from sre.services.windows import ALL_ROUTES, window_seconds
 
 CLOSED = (Incident.Status.RESOLVED, Incident.Status.IGNORED)
@@ -37,6 +39,29 @@ def incident_chart(
         width=width,
         height=height,
         ticks=2,
+    )
+
+
+def incident_chart_html(*, incident: Incident, limit: int = 288) -> str:
+    """The incident page's chart: its latest `limit` windows, drawn, with a table beside."""
+    rows = incident_windows(incident_id=incident.pk, limit=limit)
+    if not rows:
+        return ""
+    chart = incident_chart(
+        incident=incident,
+        windows={r.window_start: r.count for r in rows},
+        since=rows[0].window_start,
+        until=rows[-1].window_start,
+        width=600,
+        height=180,
+    )
+    return render_to_string(
+        "agents/dashboard/_chart.html",
+        {
+            "chart": chart,
+            "chart_id": f"cs-incident-chart-{incident.pk}",
+            "value_label": "Occurrences",
+        },
     )
 
 

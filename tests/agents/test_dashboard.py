@@ -288,6 +288,16 @@ def test_open_incidents_by_status_with_their_occurrences_drawn(client, root):
     assert "10 occurrences from" in chart  # 1 + 2 + 3 + 4, in the description
 
 
+def test_the_incident_page_draws_its_occurrences(client, root):
+    incident = incident_make(windows=5)
+    response = client.get(reverse("admin:sre_incident_change", args=[incident.pk]))
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert 'viewBox="0 0 600 180" width="100%"' in body
+    assert f"Incident #{incident.pk}: occurrences per 5-minute window" in body
+    assert "15 occurrences from" in body and "The values as a table" in body
+
+
 def test_the_5xx_chart_marks_spikes_and_has_a_table(client, root):
     start = window_start(timezone.now()) - timedelta(hours=1)
     TrafficWindow.objects.create(window_start=start, requests=50, server_errors=3)
