@@ -280,6 +280,39 @@ def escalate_to_human(context: ToolContext, value: EscalateToHuman) -> Escalate:
     return Escalate(reason=value.reason, content="Handed over to a person.")
 
 
+def _closing_why(record: Refund | ReplyDraft, status: str) -> tuple[object, str]:
+    """Who closed the proposal and why, in a line for the ticket."""
+    call = record.tool_call
+    if status == "rejected":
+        return call.decided_by, call.decision_reason or ""
+    if status == "succeeded" and isinstance(record, Refund):
+        return None, f"{record.get_status_display().lower()} ({record.provider_refund_id})"
+    return None, (call.decision_reason or call.result or "")[:300]
+
+
+def _what(record: Refund | ReplyDraft) -> str:
+    if isinstance(record, Refund):
+        return f"Refund #{record.pk} of {money(record.amount, record.currency or 'usd')}"
+    return f"Reply #{record.pk}"
+
+
+def proposal_waits(record: Refund | ReplyDraft) -> None:
+    """The ticket says which of its proposals waits for a person."""
+    from support.services.tickets import ticket_proposal_waits
+
+    ticket_proposal_waits(ticket_id=record.ticket_id, what=_what(record))
+
+
+def proposal_closed(record: Refund | ReplyDraft, status: str) -> None:
+    """The ticket follows a proposal's closing: worked on again, unless another still waits."""
+    from support.services.tickets import ticket_proposal_closed
+
+    actor, why = _closing_why(record, status)
+    ticket_proposal_closed(
+        ticket_id=record.ticket_id, what=_what(record), status=status, actor=actor, why=why
+    )
+
+
 def run_status_changed(run: AgentRun) -> None:
     """Keep the ticket's status in step with its agent run."""
     from support.services.tickets import ticket_status_follow_run
@@ -334,6 +367,8 @@ def register() -> Toolset:
                 ttl_hours=lambda: settings.SUPPORT_REFUND_EXPIRY_HOURS,
                 slack_decidable=refund_slack_decidable,
                 outcome=refund_outcome,
+                on_wait=proposal_waits,
+                on_close=proposal_closed,
             ),
             idempotent=True,  # the refund's idempotency key is fixed before the first attempt
         )
@@ -355,6 +390,8 @@ def register() -> Toolset:
                 context=reply_review_context,
                 edit_form=ReplyEditForm,
                 outcome=reply_outcome,
+                on_wait=proposal_waits,
+                on_close=proposal_closed,
             ),
             idempotent=True,  # the draft's claim sends it once, however often this runs
         )

@@ -19,8 +19,9 @@ SUBJECT_TYPE = "support.ticket"
 
 # verb -> (statuses it starts from, status it ends in)
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    # Being worked on: by the agent, or again once what waited on a person closed.
     "triage": (frozenset({Status.NEW, Status.AWAITING_APPROVAL}), Status.TRIAGING),
-    "await_approval": (frozenset({Status.TRIAGING}), Status.AWAITING_APPROVAL),
+    "await_approval": (frozenset({Status.NEW, Status.TRIAGING}), Status.AWAITING_APPROVAL),
     # A reply went out; staff may answer a new or escalated ticket themselves.
     "wait_on_customer": (
         frozenset({Status.NEW, Status.TRIAGING, Status.AWAITING_APPROVAL, Status.ESCALATED}),
@@ -140,6 +141,47 @@ def _ticket_transition(*, ticket_id: int, verb: str, actor: Any, reason: str) ->
     return ticket
 
 
+# How a proposal's closing reads on the ticket, by its tool call's closing status.
+CLOSED_WORDS = {
+    "succeeded": "went through",
+    "failed": "failed",
+    "rejected": "was rejected",
+    "blocked": "was blocked by its checks",
+    "expired": "expired undecided",
+}
+
+
+def ticket_proposal_waits(*, ticket_id: int, what: str) -> Ticket | None:
+    """A proposal on the ticket (a refund, a reply) waits for a person: say which."""
+    try:
+        return ticket_await_approval(ticket_id=ticket_id, reason=f"{what} waits for approval.")
+    except InvalidTransition:
+        return None
+
+
+def ticket_proposal_closed(
+    *, ticket_id: int, what: str, status: str, actor: Any = None, why: str = ""
+) -> Ticket | None:
+    """A proposal on the ticket closed: unless another still waits, the ticket is worked on."""
+    from agents.models import ToolCall
+
+    if status not in CLOSED_WORDS:
+        return None  # cancelled with its run: the run's end moves the ticket
+    waiting = ToolCall.objects.filter(
+        status=ToolCall.Status.AWAITING_APPROVAL,
+        run__subject_type=SUBJECT_TYPE,
+        run__subject_id=str(ticket_id),
+    ).exists()
+    if waiting or not Ticket.objects.filter(pk=ticket_id, status=Status.AWAITING_APPROVAL).exists():
+        return None
+    by = f" by {actor.get_username()}" if actor is not None else ""
+    reason = f"{what} {CLOSED_WORDS[status]}{by}" + (f": {why}" if why else ".")
+    try:
+        return ticket_triage(ticket_id=ticket_id, actor=actor, reason=reason[:2000])
+    except InvalidTransition:
+        return None
+
+
 def ticket_status_follow_run(*, run: Any) -> Ticket | None:
     """Move the ticket along with its agent run: waiting on a person, or handed to one."""
     from agents.models import AgentRun
@@ -149,8 +191,13 @@ def ticket_status_follow_run(*, run: Any) -> Ticket | None:
         return None
     ticket_id = int(run.subject_id)
     RunStatus = AgentRun.Status
+    ticket = Ticket.objects.filter(pk=ticket_id).first()
+    if ticket is None:
+        return None
     try:
         if run.status == RunStatus.AWAITING_APPROVAL:
+            if ticket.status != Status.TRIAGING:
+                return None  # the proposal that waits said so already
             return ticket_await_approval(
                 ticket_id=ticket_id, reason=f"Run #{run.pk} proposed an action for approval."
             )
@@ -158,19 +205,28 @@ def ticket_status_follow_run(*, run: Any) -> Ticket | None:
             return ticket_escalate(
                 ticket_id=ticket_id, reason=f"Run #{run.pk}: {run.status_reason}"
             )
+        if not run.is_finished or ticket.status not in (
+            Status.NEW,
+            Status.TRIAGING,
+            Status.AWAITING_APPROVAL,
+        ):
+            return None  # answered (waiting on the customer), resolved or escalated already
         # Staff's own unsent reply waits for a person to send it. Claude's replies are
         # proposals: the run's end closed any still open, so none of them waits any more.
-        if (
-            run.status == RunStatus.COMPLETED
-            and ReplyDraft.objects.filter(
-                ticket_id=ticket_id, status=ReplyDraft.Status.DRAFT, tool_call__isnull=True
-            ).exists()
-        ):
-            ticket = Ticket.objects.get(pk=ticket_id)
-            if ticket.status == Status.TRIAGING:
-                return ticket_await_approval(
-                    ticket_id=ticket_id, reason="A reply is drafted for a person to send."
-                )
+        if ReplyDraft.objects.filter(
+            ticket_id=ticket_id, status=ReplyDraft.Status.DRAFT, tool_call__isnull=True
+        ).exists():
+            if ticket.status == Status.AWAITING_APPROVAL:
+                return None
+            return ticket_await_approval(
+                ticket_id=ticket_id, reason="A reply is drafted for a person to send."
+            )
+        # The run ended and nobody answered the customer: a person takes it from here.
+        ended = "was cancelled" if run.status == RunStatus.CANCELLED else "ended"
+        return ticket_escalate(
+            ticket_id=ticket_id,
+            reason=f"Run #{run.pk} {ended} without a reply to the customer"
+            + (f": {run.status_reason}" if run.status_reason else "."),
+        )
     except InvalidTransition:
         return None
-    return None
