@@ -108,3 +108,44 @@ def test_the_selector_and_the_page_agree(client):
     client.force_login(user_create(perms=["agents.view_toolcall"]))
     rows = client.get(reverse(INBOX)).context["rows"]
     assert [r["proposal"].pk for r in rows] == list(proposal_inbox().values_list("pk", flat=True))
+
+
+def _queries(client, url: str) -> int:
+    client.get(url)  # warm the session and the content types
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(queries)
+
+
+@pytest.fixture
+def counted(client):
+    """50 or 5 proposals waiting, a third with an approval: the queries of a page for each."""
+
+    def count(rows: int, url_of) -> int:
+        proposals = []
+        for i in range(rows):
+            proposals.append(waiting(hours=i))
+            if i % 3 == 0:
+                Approval.objects.create(proposal=proposals[-1], user=user_create())
+        client.force_login(user_create(perms=["toolbox.approve_shipment", "agents.view_toolcall"]))
+        return _queries(client, url_of(proposals))
+
+    return count
+
+
+PAGES = {
+    "inbox live": lambda ps: reverse("admin:agents_toolcall_approvals_live"),
+    "review": lambda ps: reverse("admin:agents_toolcall_review", args=[ps[len(ps) // 2].pk]),
+    "review live": lambda ps: reverse(
+        "admin:agents_toolcall_review_live", args=[ps[len(ps) // 2].pk]
+    ),
+}
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_the_live_parts_and_the_review_page_cost_the_same_for_5_and_50_rows(counted, page):
+    few = counted(5, PAGES[page])
+    many = counted(45, PAGES[page])  # 50 in all
+    assert few == many, (page, few, many)
+    assert many <= 16, (page, many)
