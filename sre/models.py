@@ -84,6 +84,8 @@ class Incident(models.Model):
         OPEN = "open", "Open"
         INVESTIGATING = "investigating", "Investigating"
         PATCH_PROPOSED = "patch_proposed", "Patch proposed"
+        # Approved and committed to a branch, with no pull request (no GitHub configured).
+        BRANCH_MADE = "branch_made", "Fix on a branch"
         PR_OPEN = "pr_open", "Pull request open"
         RESOLVED = "resolved", "Resolved"
         ESCALATED = "escalated", "Escalated"

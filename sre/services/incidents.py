@@ -14,24 +14,31 @@ from sre.models import Incident
 
 Status = Incident.Status
 SUBJECT_TYPE = "sre.incident"
-_ACTIVE = frozenset({Status.OPEN, Status.INVESTIGATING, Status.PATCH_PROPOSED, Status.PR_OPEN})
+_ACTIVE = frozenset(
+    {Status.OPEN, Status.INVESTIGATING, Status.PATCH_PROPOSED, Status.BRANCH_MADE, Status.PR_OPEN}
+)
 
 # verb -> (statuses it starts from, status it ends in)
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "investigate": (frozenset({Status.OPEN}), Status.INVESTIGATING),
     "propose_patch": (frozenset({Status.INVESTIGATING}), Status.PATCH_PROPOSED),
-    "open_pr": (frozenset({Status.PATCH_PROPOSED}), Status.PR_OPEN),
-    "reinvestigate": (frozenset({Status.PATCH_PROPOSED, Status.PR_OPEN}), Status.INVESTIGATING),
+    # The approved fix was committed to a branch; no pull request (GitHub not configured).
+    "make_branch": (frozenset({Status.PATCH_PROPOSED}), Status.BRANCH_MADE),
+    "open_pr": (frozenset({Status.PATCH_PROPOSED, Status.BRANCH_MADE}), Status.PR_OPEN),
+    "reinvestigate": (
+        frozenset({Status.PATCH_PROPOSED, Status.BRANCH_MADE, Status.PR_OPEN}),
+        Status.INVESTIGATING,
+    ),
     "resolve": (_ACTIVE | {Status.ESCALATED}, Status.RESOLVED),
     "escalate": (
-        frozenset({Status.OPEN, Status.INVESTIGATING, Status.PATCH_PROPOSED}),
+        frozenset({Status.OPEN, Status.INVESTIGATING, Status.PATCH_PROPOSED, Status.BRANCH_MADE}),
         Status.ESCALATED,
     ),
     "ignore": (_ACTIVE | {Status.ESCALATED}, Status.IGNORED),
     "reopen": (frozenset({Status.RESOLVED, Status.IGNORED}), Status.OPEN),
 }
 # Infrastructure failures go to a person, never towards a code change.
-CODE_ONLY = frozenset({"investigate", "propose_patch", "open_pr", "reinvestigate"})
+CODE_ONLY = frozenset({"investigate", "propose_patch", "make_branch", "open_pr", "reinvestigate"})
 
 
 def incident_investigate(*, incident_id: int, actor: Any = None, reason: str = "") -> Incident:
@@ -42,6 +49,11 @@ def incident_investigate(*, incident_id: int, actor: Any = None, reason: str = "
 def incident_propose_patch(*, incident_id: int, actor: Any = None, reason: str = "") -> Incident:
     """Mark the incident as having a patch waiting for review."""
     return _transition(incident_id=incident_id, verb="propose_patch", actor=actor, reason=reason)
+
+
+def incident_make_branch(*, incident_id: int, actor: Any = None, reason: str = "") -> Incident:
+    """Mark the incident's approved fix as committed to a branch, with no pull request."""
+    return _transition(incident_id=incident_id, verb="make_branch", actor=actor, reason=reason)
 
 
 def incident_open_pr(*, incident_id: int, actor: Any = None, reason: str = "") -> Incident:
@@ -91,8 +103,8 @@ def _transition(
             )
         if previous not in sources:
             raise InvalidTransition(
-                f"Incident #{incident_id} is {incident.get_status_display().lower()}; "
-                f"it cannot go to {Status(target).label.lower()} from there."
+                f"Incident #{incident_id} stands at “{incident.get_status_display()}”; "
+                f"it cannot go to “{Status(target).label}” from there."
             )
         fields: dict[str, Any] = {"status": target, "status_reason": reason, "updated_at": now}
         if verb == "resolve":

@@ -11,12 +11,13 @@ GitHub's word on the pull request.
 from __future__ import annotations
 
 import contextlib
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils.text import slugify
 
 from agents.audit import audit_record
 from agents.models import ToolCall
@@ -26,6 +27,7 @@ from sre.models import Incident, PatchProposal
 from sre.services.code import incident_scratch, text_redact
 from sre.services.incidents import (
     SUBJECT_TYPE,
+    incident_make_branch,
     incident_propose_patch,
     incident_reinvestigate,
     incident_resolve,
@@ -51,9 +53,19 @@ def patch_audit(
     )
 
 
+BRANCH_SLUG_MAX = 48
+
+
 def branch_name(*, incident_id: int, title: str) -> str:
-    slug = slugify(title)[:40].strip("-") or "fix"
-    return f"sre/incident-{incident_id}-{slug}"
+    """`sre/incident-<id>-<slug>`: every run of other characters, `/` and `.` too, is one dash."""
+    # slugify drops "/" and "." (app/api.py -> appapipy); here they part words, as in a path.
+    text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode().lower()
+    slug = re.sub(r"[^a-z0-9_]+", "-", text).strip("-_")
+    if len(slug) > BRANCH_SLUG_MAX:
+        # Cut at the last whole word that fits, unless that leaves too little.
+        cut = slug[: BRANCH_SLUG_MAX + 1].rpartition("-")[0]
+        slug = cut if len(cut) >= BRANCH_SLUG_MAX // 2 else slug[:BRANCH_SLUG_MAX]
+    return f"sre/incident-{incident_id}-{slug.strip('-_') or 'fix'}"
 
 
 def scratchpad_of(call: ToolCall) -> str:
@@ -160,19 +172,39 @@ def patch_on_wait(patch: PatchProposal) -> None:
 
 
 def patch_on_close(patch: PatchProposal, status: str) -> None:
-    """A patch that will not be published sends its incident back to investigation."""
+    """The incident follows its patch: on a branch or in a pull request, or back to work."""
     if status == ToolCall.Status.SUCCEEDED:
+        # Publishing moves the incident when it opens a pull request; a branch alone is here.
+        patch.refresh_from_db(fields=["commit", "pr_number", "branch"])
+        if patch.commit and not patch.pr_number:
+            with contextlib.suppress(InvalidTransition):  # a person decided meanwhile
+                incident_make_branch(
+                    incident_id=patch.incident_id,
+                    reason=f"Patch #{patch.pk} is committed to branch {patch.branch} "
+                    f"({patch.commit[:12]}); no pull request was opened.",
+                )
         return
     if Incident.objects.filter(
         pk=patch.incident_id, status=Incident.Status.PATCH_PROPOSED
     ).exists():
         call = patch.tool_call
         why = call.decision_reason or call.result or status
+        by = f" by {call.decided_by.get_username()}" if call.decided_by_id else ""
         incident_reinvestigate(
             incident_id=patch.incident_id,
             actor=call.decided_by,
-            reason=f"Patch #{patch.pk} {status}: {why}"[:2000],
+            reason=f"Patch #{patch.pk} {CLOSED_WORDS.get(status, status)}{by}: {why}"[:2000],
         )
+
+
+# How a patch's closing reads on its incident, by its tool call's closing status.
+CLOSED_WORDS = {
+    "failed": "could not be published",
+    "rejected": "was rejected",
+    "blocked": "was blocked by its checks",
+    "expired": "expired undecided",
+    "cancelled": "was cancelled with its run",
+}
 
 
 def patch_outcome(patch: PatchProposal, call: Any) -> str:

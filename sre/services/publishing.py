@@ -55,7 +55,9 @@ def patch_publish(*, patch_id: int) -> dict[str, Any]:
     patch = PatchProposal.objects.select_related("tool_call__run", "incident").get(pk=patch_id)
     call = patch.tool_call
     if call.status != ToolCall.Status.EXECUTING or call.decided_by_id is None:
-        raise ToolError(f"Patch #{patch.pk} is {patch.get_state_display().lower()}: not published.")
+        raise ToolError(
+            f"Patch #{patch.pk} stands at “{patch.get_state_display()}”: not published."
+        )
     approver = call.decided_by
     incident = patch.incident
     notes: list[str] = []

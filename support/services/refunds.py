@@ -84,7 +84,7 @@ def refund_submit(*, refund_id: int) -> RefundResult:
     refund = Refund.objects.select_related("tool_call__run").get(pk=refund_id)
     call = refund.tool_call
     if call.status != ToolCall.Status.EXECUTING or call.decided_by_id is None:
-        raise ToolError(f"Refund #{refund.pk} is {refund.get_state_display().lower()}: not sent.")
+        raise ToolError(f"Refund #{refund.pk} stands at “{refund.get_state_display()}”: not sent.")
     approvers = list(call.proposal.approvals.values_list("user_id", flat=True))
     if len(set(approvers)) < call.proposal.approvals_required:
         raise ToolError("This refund has fewer approvals than it needs; it was not sent.")

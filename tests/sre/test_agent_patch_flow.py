@@ -180,7 +180,7 @@ def test_without_github_or_slack_the_branch_is_still_made_and_claude_is_told(
     # configured there is no notice at all.
     assert "Slack" not in notes and not Notice.objects.exists()
     assert "sre/" not in git(repo, "branch", "--list")  # the live repository is untouched
-    assert Incident.objects.get(pk=patch.incident_id).status == Incident.Status.PATCH_PROPOSED
+    assert Incident.objects.get(pk=patch.incident_id).status == Incident.Status.BRANCH_MADE
 
 
 def test_reject_tells_claude_the_reason_and_publishes_nothing(fake_anthropic, worker, sre_settings):
