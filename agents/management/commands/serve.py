@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 from django.core.management.base import BaseCommand
+
+
+def console_url_for(addrport: str) -> str:
+    """The address `serve` answers on, as a URL: for links while CONSOLE_URL is not set."""
+    host, _, port = addrport.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"  # "8000" alone: runserver's own default host
+    if host in ("0.0.0.0", "::"):
+        host = socket.gethostname() or "localhost"  # every interface: the machine's name
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 class Command(BaseCommand):
@@ -18,12 +31,20 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         manage = [sys.executable, "manage.py"]
+        env = dict(os.environ)
+        # Links in notices and commit messages point where this console answers, unless
+        # CONSOLE_URL (the environment or .env, which settings loaded into os.environ) says.
+        if not env.get("CONSOLE_URL"):
+            env["CONSOLE_URL"] = console_url_for(options["addrport"])
         processes = {
-            "worker": subprocess.Popen([*manage, "qcluster"]),
-            "console": subprocess.Popen([*manage, "runserver", options["addrport"], "--noreload"]),
+            "worker": subprocess.Popen([*manage, "qcluster"], env=env),
+            "console": subprocess.Popen(
+                [*manage, "runserver", options["addrport"], "--noreload"], env=env
+            ),
         }
         self.stdout.write(
-            f"Console on http://{options['addrport']}/ with a worker. Ctrl-C stops both."
+            f"Console on http://{options['addrport']}/ with a worker; links point at "
+            f"{env['CONSOLE_URL']}. Ctrl-C stops both."
         )
         stopping = False
 
