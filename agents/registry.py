@@ -214,7 +214,9 @@ class Tool:
 
 
 @functools.cache
+@functools.cache
 def _schema(model: type[pydantic.BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema, built once per model (every step sends every tool's)."""
     schema = model.model_json_schema()
     schema.pop("title", None)
     return schema

@@ -4,7 +4,7 @@ from agents import services
 
 
 def run_advance_task(run_id: int, step: int) -> None:
-    services.run_advance(run_id=run_id, step=step)
+    services.run_drive(run_id=run_id, step=step)
 
 
 def tool_call_prepare_task(tool_call_id: int) -> None:
@@ -13,6 +13,7 @@ def tool_call_prepare_task(tool_call_id: int) -> None:
 
 def tool_call_execute_task(tool_call_id: int) -> None:
     services.tool_call_execute(tool_call_id=tool_call_id)
+    services.run_continue(tool_call_id=tool_call_id)
 
 
 def proposal_notices_task(tool_call_id: int) -> str:

@@ -9,6 +9,7 @@ step and does nothing, so one step never makes two model calls.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -116,6 +117,43 @@ def run_advance(*, run_id: int, step: int) -> None:
         return
     if _reply_record(run_id=run.pk, token=token, reply=reply):
         turn_dispatch(run_id=run.pk)
+
+
+def run_drive(*, run_id: int, step: int) -> None:
+    """Advance the run at `step`, then go on in this task with each next step due at once.
+
+    Every step is still queued on commit: the broker's copy is the safety net if this process
+    dies, and finds its step claimed or moved on when it comes (one UPDATE, nothing else). What
+    continues here never waits for the broker's poll between a tool result and the next model
+    call. Bounded by the turn cap and by a quarter of the task timeout (django-q2 kills a task
+    that outlives it, so a step begun late still has most of it); a step with a delay (a retry)
+    is left to the broker.
+    """
+    deadline = time.monotonic() + settings.Q_CLUSTER.get("timeout", 300) / 4
+    for _ in range(2 * settings.AGENTS_MAX_TURNS + 2):
+        run_advance(run_id=run_id, step=step)
+        if time.monotonic() > deadline:
+            return
+        row = AgentRun.objects.filter(pk=run_id).values("status", "step", "next_attempt_at").first()
+        if (
+            row is None
+            or row["status"] != Status.QUEUED
+            or row["next_attempt_at"] is not None
+            or row["step"] == step
+        ):
+            return
+        step = row["step"]
+
+
+def run_continue(*, tool_call_id: int) -> None:
+    """After a call ran (its approval's task), go on with its run here if that is due now."""
+    row = (
+        AgentRun.objects.filter(tool_calls=tool_call_id)
+        .values("pk", "status", "step", "next_attempt_at")
+        .first()
+    )
+    if row and row["status"] == Status.QUEUED and row["next_attempt_at"] is None:
+        run_drive(run_id=row["pk"], step=row["step"])
 
 
 def run_cancel(*, run_id: int, user: Any, reason: str) -> AgentRun:

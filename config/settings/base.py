@@ -68,6 +68,10 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# Keep a connection across requests and tasks (a new one per task cost 7-28 connects per run),
+# checked before each reuse so a restarted database is not a failed task.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=300)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and the workers write to one file: wait for the lock instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
