@@ -3,6 +3,7 @@
 The table is an estimate for the run's cost cap and the console; the invoice is the truth.
 `AGENTS_MODEL_PRICES` (JSON: {"model-prefix": [input, output]}) overrides or extends it.
 Unknown models are priced high on purpose, so that the cost cap errs on the safe side.
+The replay backend is a recorded stand-in, not a paid call: its replies cost nothing.
 """
 
 from decimal import Decimal
@@ -24,6 +25,8 @@ UNKNOWN = ("15", "75")
 CACHE_WRITE_FACTOR = Decimal("1.25")
 CACHE_READ_FACTOR = Decimal("0.1")
 MILLION = Decimal(1_000_000)
+# Backends whose replies nobody pays for.
+FREE_BACKENDS = frozenset({"replay"})
 
 
 def _price(model: str) -> tuple[Decimal, Decimal]:
@@ -34,8 +37,17 @@ def _price(model: str) -> tuple[Decimal, Decimal]:
 
 
 def cost_estimate(
-    *, model: str, input_tokens: int, output_tokens: int, cache_read: int, cache_write: int
+    *,
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    cache_read: int,
+    cache_write: int,
+    backend: str = "anthropic",
 ) -> Decimal:
+    """The estimated USD cost of one model call; nothing for a backend nobody pays for."""
+    if backend in FREE_BACKENDS:
+        return Decimal("0.000000")
     input_price, output_price = _price(model)
     total = (
         input_tokens * input_price
