@@ -17,6 +17,7 @@ from typing import Any
 
 import pydantic
 from django.conf import settings
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
@@ -231,7 +232,21 @@ def _approval_record(
             "channel": channel,
         },
     )
+    _log_entry(
+        user=user,
+        call=call,
+        text=f"{'Approved' if final else 'Recorded an approval of'} "
+        f"{call.tool_name}" + (" with an edit" if edited_input is not None else ""),
+    )
     notice_on_commit(call)
+
+
+def _log_entry(*, user: Any, call: ToolCall, text: str) -> None:
+    """Show the decision in the admin's "Recent actions", beside the audit row that records it."""
+    LogEntry.objects.log_actions(
+        user_id=user.pk, queryset=[call], action_flag=CHANGE, change_message=text[:1000],
+        single_object=True,
+    )  # fmt: skip
 
 
 def proposal_reject(
@@ -257,6 +272,7 @@ def proposal_reject(
             data={"channel": channel},
             sources=(TC.AWAITING_APPROVAL,),
         )
+        _log_entry(user=user, call=call, text=f"Rejected {call.tool_name}: {reason}")
         turn_settle(run_id=run.pk)
     call.refresh_from_db()
     return call
