@@ -153,3 +153,52 @@ def test_an_edit_posted_for_a_patch_changes_nothing(client, fake_anthropic, work
     assert "approved as proposed or rejected" in response.content.decode()
     assert ToolCall.objects.get(pk=patch.tool_call_id).status == ToolCall.Status.AWAITING_APPROVAL
     assert PatchProposal.objects.get(pk=patch.pk).status == PatchProposal.Status.PROPOSED
+
+
+def _grow(patch: PatchProposal, rows: int, start: int) -> None:
+    """More error lines and windows for the incident, and more proposals waiting elsewhere."""
+    from datetime import timedelta
+
+    from sre.models import ErrorRequest, IncidentWindow
+    from tests.factories.proposals import proposal_waiting
+
+    incident = patch.incident
+    for i in range(start, start + rows):
+        ErrorRequest.objects.create(
+            incident=incident,
+            occurred_at=incident.first_seen_at,
+            status=500,
+            method="GET",
+            path=f"/api/profile/{i}",
+            line=f'10.0.0.7 - - "GET /api/profile/{i} HTTP/1.1" 500 1',
+        )
+        IncidentWindow.objects.create(
+            incident=incident,
+            window_start=incident.first_seen_at - timedelta(minutes=5 * i),
+            count=i,
+        )
+        proposal_waiting(
+            toolset="toolbox",
+            tool_name="ship_widget",
+            permission="toolbox.approve_shipment",
+            input={"name": "gear", "quantity": 1, "address": f"{i} Main St"},
+        )
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["page", "live part"])
+def test_the_patch_review_page_costs_the_same_at_5_and_50_rows(client, patch, live):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.force_login(user_create(perms=APPROVER))
+    name = "admin:agents_toolcall_review_live" if live else "admin:agents_toolcall_review"
+    url = reverse(name, args=[patch.tool_call_id])
+    counts = []
+    for rows, start in ((5, 0), (45, 5)):
+        _grow(patch, rows, start)
+        client.get(url)
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        counts.append(len(captured))
+    assert counts[0] == counts[1], counts
+    assert counts[1] <= 20, counts
