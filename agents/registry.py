@@ -315,3 +315,24 @@ def proposal_type_of(call: ToolCall) -> ProposalType | None:
 def consequential_tools() -> list[tuple[Toolset, Tool]]:
     """Every registered tool that a person approves, with its toolset: the inbox's kinds."""
     return [(ts, t) for ts in _toolsets.values() for t in ts.tools.values() if t.proposal]
+
+
+# --- subjects: what a run or an audit row is about ("support.ticket" 12) ----------------------
+
+_subject_urls: dict[str, Callable[[str], str]] = {}
+
+
+def subject_url_register(subject_type: str, url: Callable[[str], str]) -> None:
+    """Let the engine's pages link to a domain's subject: `url(subject_id)` is its page."""
+    _subject_urls[subject_type] = url
+
+
+def subject_url(subject_type: str, subject_id: str) -> str:
+    """The page of a subject, or "" when its domain registered none or the id is not one."""
+    url = _subject_urls.get(subject_type)
+    if url is None or not subject_id:
+        return ""
+    try:
+        return url(subject_id)
+    except Exception:  # an id the domain's URL refuses (NoReverseMatch, ValueError)
+        return ""

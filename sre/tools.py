@@ -23,6 +23,7 @@ from agents.registry import (
     ToolContext,
     ToolError,
     Toolset,
+    subject_url_register,
     toolset_register,
 )
 from agents.services import InvalidTransition
@@ -160,8 +161,15 @@ def run_status_changed(run: AgentRun) -> None:
         )
 
 
+def _incident_url(subject_id: str) -> str:
+    from django.urls import reverse
+
+    return reverse("admin:sre_incident_change", args=[int(subject_id)])
+
+
 def register() -> Toolset:
     prompt_register(name="sre", version=1, template="prompts/sre/v1.txt")
+    subject_url_register(SUBJECT_TYPE, _incident_url)
     toolset = Toolset(
         name=TOOLSET,
         label="SRE watchdog",

@@ -21,6 +21,7 @@ from agents.registry import (
     ToolContext,
     ToolError,
     Toolset,
+    subject_url_register,
     toolset_register,
 )
 from support import policy
@@ -313,6 +314,12 @@ def proposal_closed(record: Refund | ReplyDraft, status: str) -> None:
     )
 
 
+def _ticket_url(subject_id: str) -> str:
+    from django.urls import reverse
+
+    return reverse("admin:support_ticket_change", args=[int(subject_id)])
+
+
 def run_status_changed(run: AgentRun) -> None:
     """Keep the ticket's status in step with its agent run."""
     from support.services.tickets import ticket_status_follow_run
@@ -322,6 +329,7 @@ def run_status_changed(run: AgentRun) -> None:
 
 def register() -> Toolset:
     prompt_register(name="support", version=1, template="prompts/support/v1.txt")
+    subject_url_register(SUBJECT_TYPE, _ticket_url)
     toolset = Toolset(
         name=TOOLSET,
         label="Support desk",

@@ -12,20 +12,36 @@ from agents.admin.base import (
     ExportMixin,
     ReadOnlyAdmin,
     RunToolsetFilter,
+    ToolNameFilter,
     backend_badge,
+    ellipsis,
     json_block,
     run_link,
-    short,
+    seconds,
 )
 from agents.admin.retention import RetentionMixin
 from agents.models import AuditEvent, ModelCall, ToolCall
+from agents.registry import subject_url
+
+
+class EventToolFilter(ToolNameFilter):
+    field_path = "tool_call__tool_name"
+
+
+def subject_link(subject_type: str, subject_id: str) -> str:
+    """What a row is about, linked to its page when its domain registered one."""
+    label = f"{subject_type.rpartition('.')[2]} #{subject_id}" if subject_id else subject_type
+    if not label:
+        return "—"
+    url = subject_url(subject_type, subject_id)
+    return format_html('<a href="{}">{}</a>', url, label) if url else label
 
 
 @admin.register(ToolCall)
 class ToolCallAdmin(ApprovalsMixin, ExportMixin, ReadOnlyAdmin):
     list_display = (
         "id",
-        "created_at",
+        "created_column",
         "tool_name",
         "run_column",
         "status",
@@ -34,10 +50,19 @@ class ToolCallAdmin(ApprovalsMixin, ExportMixin, ReadOnlyAdmin):
         "input_column",
         "is_error",
     )
-    list_filter = ("tool_name", "decision", RunToolsetFilter, "created_at", "status")
+    list_filter = (
+        ToolNameFilter,
+        "decision",
+        ("decided_by", admin.RelatedOnlyFieldListFilter),
+        RunToolsetFilter,
+        "created_at",
+        "status",
+    )
     list_select_related = ("run", "decided_by")
     list_defer = ("run__messages", "run__system", "result")
     search_fields = (
+        "tool_name",
+        "decided_by__username",
         "input_proposed",
         "input_executed",
         "result",
@@ -151,9 +176,13 @@ class ToolCallAdmin(ApprovalsMixin, ExportMixin, ReadOnlyAdmin):
     def run_column(self, call: ToolCall) -> str:
         return run_link(call.run_id, call.run.toolset)
 
+    @admin.display(description="created", ordering="created_at")
+    def created_column(self, call: ToolCall) -> str:
+        return seconds(call.created_at)
+
     @admin.display(description="input")
     def input_column(self, call: ToolCall) -> str:
-        return short(call.effective_input)
+        return ellipsis(call.effective_input, 70)
 
     @admin.display(description="input as proposed")
     def proposed(self, call: ToolCall) -> str:
@@ -187,12 +216,11 @@ class ToolCallAdmin(ApprovalsMixin, ExportMixin, ReadOnlyAdmin):
 class ModelCallAdmin(ExportMixin, ReadOnlyAdmin):
     list_display = (
         "id",
-        "created_at",
+        "created_column",
         "run_column",
         "step",
         "backend_label",
         "model",
-        "request_id",
         "stop_reason",
         "input_tokens",
         "output_tokens",
@@ -256,6 +284,10 @@ class ModelCallAdmin(ExportMixin, ReadOnlyAdmin):
     def run_column(self, call: ModelCall) -> str:
         return run_link(call.run_id, call.run.toolset)
 
+    @admin.display(description="created", ordering="created_at")
+    def created_column(self, call: ModelCall) -> str:
+        return seconds(call.created_at)
+
     @admin.display(description="backend", ordering="backend")
     def backend_label(self, call: ModelCall) -> str:
         return backend_badge(call.backend)
@@ -272,8 +304,7 @@ class ModelCallAdmin(ExportMixin, ReadOnlyAdmin):
 @admin.register(AuditEvent)
 class AuditEventAdmin(RetentionMixin, ExportMixin, ReadOnlyAdmin):
     list_display = (
-        "id",
-        "created_at",
+        "created_column",
         "kind",
         "actor",
         "run_column",
@@ -281,10 +312,23 @@ class AuditEventAdmin(RetentionMixin, ExportMixin, ReadOnlyAdmin):
         "subject",
         "message_column",
     )
-    list_filter = ("kind", "created_at")
+    list_display_links = ("created_column",)
+    list_filter = (
+        "kind",
+        EventToolFilter,
+        ("actor", admin.RelatedOnlyFieldListFilter),
+        "created_at",
+    )
     list_select_related = ("actor", "run", "tool_call")
     list_defer = ("run__messages", "run__system", "tool_call__result", "data")
-    search_fields = ("kind", "message", "subject_id", "data")
+    search_fields = (
+        "kind",
+        "message",
+        "subject_id",
+        "tool_call__tool_name",
+        "actor__username",
+        "data",
+    )
     json_search_fields = ("data",)
     export_name = "audit-events"
     export_columns = {
@@ -329,13 +373,17 @@ class AuditEventAdmin(RetentionMixin, ExportMixin, ReadOnlyAdmin):
         url = reverse("admin:agents_toolcall_change", args=[event.tool_call_id])
         return format_html('<a href="{}">{}</a>', url, event.tool_call.tool_name)
 
+    @admin.display(description="created", ordering="created_at")
+    def created_column(self, event: AuditEvent) -> str:
+        return seconds(event.created_at)
+
     @admin.display(description="subject")
     def subject(self, event: AuditEvent) -> str:
-        return f"{event.subject_type} {event.subject_id}".strip() or "—"
+        return subject_link(event.subject_type, event.subject_id)
 
     @admin.display(description="message")
     def message_column(self, event: AuditEvent) -> str:
-        return short(event.message, 100) if event.message else "—"
+        return ellipsis(event.message, 90) if event.message else "—"
 
     @admin.display(description="data")
     def data_text(self, event: AuditEvent) -> str:

@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
@@ -155,6 +156,41 @@ def run_link(run_id: int | None, toolset: str = "") -> str:
     url = reverse("admin:agents_agentrun_change", args=[run_id])
     label = f"Run #{run_id}" + (f" · {toolset_label(toolset)}" if toolset else "")
     return format_html('<a href="{}">{}</a>', url, label)
+
+
+class ToolNameFilter(admin.SimpleListFilter):
+    """Filter by tool: every tool the registered toolsets declare."""
+
+    title = "tool"
+    parameter_name = "tool"
+    field_path = "tool_name"
+
+    def lookups(self, request, model_admin):
+        names = sorted({name for ts in toolset_list() for name in ts.tools})
+        return [(name, name) for name in names]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(**{self.field_path: self.value()})
+        return queryset
+
+
+def seconds(value: Any) -> str:
+    """A time to the second, in the console's time zone, for list columns."""
+    if value is None:
+        return "—"
+    return format_html(
+        '<span class="cs-nowrap">{}</span>', f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S}"
+    )
+
+
+def ellipsis(value: Any, limit: int = 80) -> str:
+    """One line of at most `limit` characters, the whole text on hover."""
+    text = value if isinstance(value, str) else json_pretty(value)
+    line = short(text, limit)
+    if line == " ".join(text.split()):
+        return format_html('<span class="cs-cell">{}</span>', line)
+    return format_html('<span class="cs-cell" title="{}">{}</span>', text[:2000], line)
 
 
 def url_pk(value: Any) -> int:

@@ -1,0 +1,68 @@
+"""Every list page costs the same number of queries for 5 rows as for 50."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from agents.models import AgentRun, AuditEvent, ModelCall, ToolCall
+from sre.models import Incident
+from support.models import Ticket
+from tests.agents.admin_steps import run_awaiting
+from tests.sre.agent_steps import code_incident
+
+pytestmark = pytest.mark.django_db
+
+ENGINE_PAGES = {
+    "admin:agents_auditevent_changelist": AuditEvent,
+    "admin:agents_toolcall_changelist": ToolCall,
+    "admin:agents_modelcall_changelist": ModelCall,
+    "admin:agents_agentrun_changelist": AgentRun,
+}
+
+
+def _queries(client, url: str) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200, url
+    return len(queries)
+
+
+@pytest.fixture
+def root_client(client):
+    client.force_login(User.objects.create_superuser(username="root", password="pw"))
+    return client
+
+
+def test_engine_lists_at_5_and_50_runs(root_client, fake_anthropic, worker, widgets):
+    for number in range(5):
+        run_awaiting(fake_anthropic, worker, subject_id=number + 1)
+    urls = {name: reverse(name) for name in ENGINE_PAGES}
+    for url in urls.values():
+        root_client.get(url)  # warm the session and content-type caches
+    few = {name: _queries(root_client, url) for name, url in urls.items()}
+    for number in range(5, 50):
+        run_awaiting(fake_anthropic, worker, subject_id=number + 1)
+    assert AgentRun.objects.count() == 50 and AuditEvent.objects.count() >= 50
+    many = {name: _queries(root_client, url) for name, url in urls.items()}
+    assert many == few
+
+
+def test_tickets_and_incidents_at_5_and_50(root_client):
+    def grow(count: int) -> None:
+        for _ in range(count):
+            n = Ticket.objects.count()
+            Ticket.objects.create(customer_email=f"c{n}@test.com", subject=f"Ticket {n}")
+            code_incident()
+
+    urls = [reverse("admin:support_ticket_changelist"), reverse("admin:sre_incident_changelist")]
+    grow(5)
+    for url in urls:
+        root_client.get(url)
+    few = [_queries(root_client, url) for url in urls]
+    grow(45)
+    assert Ticket.objects.count() == Incident.objects.count() == 50
+    assert [_queries(root_client, url) for url in urls] == few
