@@ -228,6 +228,7 @@ def _reply_record(*, run_id: int, token: uuid.UUID, reply: llm.ModelReply) -> bo
             output_tokens=usage["output_tokens"],
             cache_read=usage["cache_read_tokens"],
             cache_write=usage["cache_write_tokens"],
+            backend=run.backend,
         )
         ModelCall.objects.create(
             run=run,

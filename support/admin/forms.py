@@ -46,12 +46,14 @@ def amount_to_cents(text: str, *, currency: str) -> int:
         raise ValidationError(
             f"Write the amount as {unit}, with a dot for the cents and no thousands separator."
         )
+    if not value:
+        raise ValidationError(f"Enter the amount to refund, in {unit}.")
     if not _AMOUNT.fullmatch(value):
-        raise ValidationError(f"{text!r} is not an amount: write it as {unit}.")
+        raise ValidationError(f"“{text.strip()}” is not an amount: write it as {unit}.")
     try:
         minor = Decimal(value).scaleb(places)
     except InvalidOperation as error:
-        raise ValidationError(f"{text!r} is not an amount.") from error
+        raise ValidationError(f"“{text.strip()}” is not an amount.") from error
     if minor != minor.to_integral_value():
         raise ValidationError(
             "That is a fraction of a cent: use at most two decimals."

@@ -29,3 +29,6 @@ def test_the_keyerror_recording_ends_in_a_patch_waiting_for_review(worker, sre_s
     assert '+    profile = payload.get("user_profile", {})' in patch.diff
     assert "Hypothesis" in run.messages[3]["content"][0]["text"]
     assert Incident.objects.get().status == Incident.Status.PATCH_PROPOSED
+    # A replay of recorded replies is paid for by nobody: the run and its calls cost $0.
+    assert run.cost_usd == 0 and run.model_calls.count() == 3
+    assert all(call.cost_usd == 0 for call in run.model_calls.all())

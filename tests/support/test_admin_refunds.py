@@ -67,7 +67,8 @@ def test_amounts_are_read_as_dollars_and_cents(typed, cents):
         ("-5", "not an amount"),
         ("1e3", "not an amount"),
         ("forty", "not an amount"),
-        ("", "not an amount"),
+        ("", "Enter the amount to refund"),
+        ("  ", "Enter the amount to refund"),
         ("12345678901", "not an amount"),
     ],
 )
