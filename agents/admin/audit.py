@@ -18,23 +18,14 @@ from agents.admin.base import (
     json_block,
     run_link,
     seconds,
+    subject_link,
 )
 from agents.admin.retention import RetentionMixin
 from agents.models import AuditEvent, ModelCall, ToolCall
-from agents.registry import subject_url
 
 
 class EventToolFilter(ToolNameFilter):
     field_path = "tool_call__tool_name"
-
-
-def subject_link(subject_type: str, subject_id: str) -> str:
-    """What a row is about, linked to its page when its domain registered one."""
-    label = f"{subject_type.rpartition('.')[2]} #{subject_id}" if subject_id else subject_type
-    if not label:
-        return "—"
-    url = subject_url(subject_type, subject_id)
-    return format_html('<a href="{}">{}</a>', url, label) if url else label
 
 
 @admin.register(ToolCall)
@@ -48,7 +39,6 @@ class ToolCallAdmin(ApprovalsMixin, ExportMixin, ReadOnlyAdmin):
         "decision",
         "decided_by",
         "input_column",
-        "is_error",
     )
     list_filter = (
         ToolNameFilter,
@@ -218,12 +208,9 @@ class ModelCallAdmin(ExportMixin, ReadOnlyAdmin):
         "id",
         "created_column",
         "run_column",
-        "step",
-        "backend_label",
-        "model",
+        "model_column",
         "stop_reason",
-        "input_tokens",
-        "output_tokens",
+        "tokens_column",
         "cost_usd",
         "latency_ms",
         "failed",
@@ -288,13 +275,22 @@ class ModelCallAdmin(ExportMixin, ReadOnlyAdmin):
     def created_column(self, call: ModelCall) -> str:
         return seconds(call.created_at)
 
+    @admin.display(description="model", ordering="model")
+    def model_column(self, call: ModelCall) -> str:
+        return format_html("{}<br>{}", call.model, self.backend_label(call))
+
+    @admin.display(description="tokens in / out")
+    def tokens_column(self, call: ModelCall) -> str:
+        return f"{call.input_tokens:,} / {call.output_tokens:,}"
+
     @admin.display(description="backend", ordering="backend")
     def backend_label(self, call: ModelCall) -> str:
         return backend_badge(call.backend)
 
-    @admin.display(description="failed", boolean=True)
-    def failed(self, call: ModelCall) -> bool:
-        return bool(call.error)
+    @admin.display(description="failed")
+    def failed(self, call: ModelCall) -> str:
+        # Only a failure is marked: a red cross on every call that went well reads as an alarm.
+        return format_html('<span class="cs-badge cs-error">failed</span>') if call.error else "—"
 
     @admin.display(description="response")
     def response_text(self, call: ModelCall) -> str:

@@ -19,7 +19,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from agents.exports import FORMATS, export_response
-from agents.registry import toolset_list
+from agents.registry import subject_url, toolset_list
 from agents.selectors import json_pretty, json_readable, toolset_label
 
 
@@ -208,3 +208,12 @@ def short(value: Any, limit: int = 80) -> str:
     text = value if isinstance(value, str) else json_pretty(value)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def subject_link(subject_type: str, subject_id: str) -> str:
+    """What a row is about, linked to its page when its domain registered one."""
+    label = f"{subject_type.rpartition('.')[2]} #{subject_id}" if subject_id else subject_type
+    if not label:
+        return "—"
+    url = subject_url(subject_type, subject_id)
+    return format_html('<a href="{}">{}</a>', url, label) if url else label

@@ -10,8 +10,16 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 
-from agents.admin.base import LeanListMixin, ToolsetFilter, backend_badge, json_block
+from agents.admin.base import (
+    LeanListMixin,
+    ToolsetFilter,
+    backend_badge,
+    json_block,
+    seconds,
+    subject_link,
+)
 from agents.models import AgentRun
 from agents.selectors import run_timeline, toolset_label
 from agents.services import InvalidTransition, run_cancel
@@ -23,13 +31,12 @@ class AgentRunAdmin(LeanListMixin, admin.ModelAdmin):
         "id",
         "agent",
         "status",
-        "backend_label",
-        "model",
+        "model_column",
         "turns",
         "cost_usd",
         "tokens",
         "subject",
-        "created_at",
+        "created_column",
     )
     list_display_links = ("id", "agent")
     list_defer = ("messages", "system")
@@ -139,9 +146,15 @@ class AgentRunAdmin(LeanListMixin, admin.ModelAdmin):
 
     @admin.display(description="subject", ordering="subject_id")
     def subject(self, run: AgentRun) -> str:
-        if not run.subject_type:
-            return "—"
-        return f"{run.subject_type} {run.subject_id}"
+        return subject_link(run.subject_type, run.subject_id)
+
+    @admin.display(description="model", ordering="model")
+    def model_column(self, run: AgentRun) -> str:
+        return format_html("{}<br>{}", run.model, backend_badge(run.backend))
+
+    @admin.display(description="created", ordering="created_at")
+    def created_column(self, run: AgentRun) -> str:
+        return seconds(run.created_at)
 
     @admin.display(description="prompt")
     def prompt(self, run: AgentRun) -> str:

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from agents.admin.base import url_pk
+from agents.admin.base import seconds, url_pk
 from support.admin.common import ReadOnlyMixin
 from support.models import Refund
 from support.payments.types import money
@@ -35,7 +35,7 @@ def refund_money(refund: Refund, cents: int | None = None) -> str:
 class RefundAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
         "id",
-        "created_at",
+        "created_column",
         "amount_shown",
         "customer",
         "ticket_link",
@@ -82,11 +82,20 @@ class RefundAdmin(ReadOnlyMixin, admin.ModelAdmin):
         url = reverse("admin:support_ticket_change", args=[refund.ticket_id])
         return format_html('<a href="{}">#{} {}</a>', url, refund.ticket_id, refund.ticket.subject)
 
+    @admin.display(description="created", ordering="created_at")
+    def created_column(self, refund: Refund) -> str:
+        return seconds(refund.created_at)
+
     @admin.display(description="")
     def review_link(self, refund: Refund) -> str:
         url = reverse("admin:agents_toolcall_review", args=[refund.tool_call_id])
         label = "Review" if refund.is_open else "Open"
-        return format_html('<a class="button" href="{}">{}</a>', url, label)
+        return format_html(
+            '<a class="button" style="white-space: nowrap" href="{}">{}</a>', url, label
+        )
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        return super().changelist_view(request, {"title": "Refunds", **(extra_context or {})})
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         # One page per refund: its proposal's review page, with the evidence and decisions.

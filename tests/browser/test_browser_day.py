@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 
 from playwright.sync_api import expect
 
@@ -139,3 +140,40 @@ def test_an_sres_day_by_keyboard(
     expect(page.locator("#result_list")).to_contain_text(sre.username)
     rows = csv_rows(page, page.get_by_role("link", name="Export CSV"))
     assert any(r["kind"] == "tool.approved" and r["actor_user"] == sre.username for r in rows)
+
+
+LISTS = [
+    "/admin/agents/auditevent/",
+    "/admin/agents/toolcall/",
+    "/admin/agents/modelcall/",
+    "/admin/agents/agentrun/",
+    "/admin/support/refund/",
+    "/admin/support/ticket/",
+]
+
+
+def test_the_audit_log_and_the_lists_fit_a_1440_px_screen(
+    browser, live_server, browser_db, worker, fake_anthropic, stripe_fake
+):
+    for name, cents in CUSTOMERS.items():
+        customer_asks(worker, fake_anthropic, stripe_fake, name, cents)
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    try:
+        log_in(page, perms=[*APPROVER, *AUDITOR, "agents.view_modelcall", "agents.view_agentrun"])
+        for url in LISTS:
+            page.goto(url)
+            expect(page.locator("#result_list")).to_be_visible()
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 1440, f"{url} is {width} px wide on a 1440 px screen"
+            # Nor does the table scroll inside its box (every column is on screen).
+            table, box = page.evaluate(
+                "[document.querySelector('#result_list').scrollWidth,"
+                " document.querySelector('#result_list').parentElement.clientWidth]"
+            )
+            assert table <= box, f"{url}: the table is {table} px in a {box} px box"
+            if os.environ.get("BROWSER_SCREENSHOTS"):
+                name = url.strip("/").replace("/", "-")
+                page.screenshot(path=f"{os.environ['BROWSER_SCREENSHOTS']}/{name}.png")
+    finally:
+        context.close()
