@@ -15,7 +15,9 @@ from django.urls import reverse
 
 from agents.models import Proposal
 from support.models import CustomerAlias, Message, ReplyDraft, Ticket
+from support.services import ticket_ingest_email
 from tests.factories.users import user_create
+from tests.support import mails
 from tests.support.console_steps import reply_waiting
 from tests.support.refund_steps import bob_writes, proposed_reply
 
@@ -303,3 +305,23 @@ def test_an_approved_reply_the_mail_server_refused_shows_its_next_try(
     assert "Approved: a worker sends it; the next try is at" in body
     assert "ConnectionRefusedError" in body and "Nothing reached the customer." in body
     assert draft_buttons(claudes) not in body and mail.outbox == []
+
+
+@pytest.mark.parametrize(
+    ("results", "shown", "alarm"),
+    [
+        ("spf=pass; dkim=pass; dmarc=pass", "No failure reported", False),
+        ("spf=fail; dkim=pass; dmarc=fail", "SPF and DMARC failed", True),
+    ],
+)
+def test_the_ticket_page_draws_only_a_real_authentication_failure_in_red(
+    client, results, shown, alarm
+):
+    """SPF/DMARC "failed: no" used to be a red cross, which reads as an alarm."""
+    raw = mails.plain(headers=f"Authentication-Results: mx.countersign.example; {results}\n")
+    result = ticket_ingest_email(raw=raw, source="webhook")
+    login(client, perms=["support.view_ticket"])
+    body = text(client.get(page(result.ticket_id)))
+    assert shown in body
+    assert ('class="cs-badge cs-error">SPF' in body) is alarm
+    assert "icon-no.svg" not in body  # no "False" cross anywhere on the page
