@@ -262,10 +262,15 @@ def patch_pull_request_closed(*, number: int, head: str, merged: bool) -> PatchP
         )
         patch.save(update_fields=["pr_state", "updated_at"])
         patch_audit(patch, patch.pr_state, message=f"Pull request #{number} {patch.pr_state}.")
-        if merged:
-            # A person may have resolved or ignored it meanwhile.
-            with contextlib.suppress(InvalidTransition):
+        # A person may have resolved, ignored or escalated it meanwhile.
+        with contextlib.suppress(InvalidTransition):
+            if merged:
                 incident_resolve(
                     incident_id=patch.incident_id, reason=f"Pull request #{number} was merged."
+                )
+            else:
+                incident_reinvestigate(
+                    incident_id=patch.incident_id,
+                    reason=f"Pull request #{number} was closed without merging: the fix did not land.",
                 )
     return patch

@@ -70,11 +70,14 @@ def test_a_merged_pull_request_resolves_the_incident(client, open_pr):
     assert incident.resolved_at is not None
 
 
-def test_a_closed_pull_request_is_marked_closed_and_the_incident_stays(client, open_pr):
+def test_a_closed_pull_request_sends_the_incident_back_to_investigation(client, open_pr):
+    """It said "Pull request open" after the pull request was closed: the fix did not land."""
     assert post(client, closed(open_pr, merged=False)).status_code == 200
     open_pr.refresh_from_db()
     assert open_pr.status == P.CLOSED
-    assert Incident.objects.get(pk=open_pr.incident_id).status == Incident.Status.PR_OPEN
+    incident = Incident.objects.get(pk=open_pr.incident_id)
+    assert incident.status == Incident.Status.INVESTIGATING
+    assert "closed without merging" in incident.status_reason
 
 
 def test_a_bad_signature_is_refused_and_changes_nothing(client, open_pr):
