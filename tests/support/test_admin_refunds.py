@@ -101,7 +101,7 @@ def test_the_inbox_lists_waiting_refunds_oldest_first_and_the_index_counts_them(
     assert body.index(f'id="proposal-{first.tool_call_id}"') < body.index(
         f'id="proposal-{second.tool_call_id}"'
     )
-    assert "$15.00 to customer1@test.com" in body and "$250.00" in body
+    assert f"$15.00 to {first.ticket.customer_email}" in body and "$250.00" in body
     assert "approval 2 of 2" in body and "approved by user" in body
     assert review(first) in body and review(second) in body
     assert [p.pk for p in proposal_inbox()] == [first.tool_call_id, second.tool_call_id]
