@@ -66,3 +66,35 @@ def test_tickets_and_incidents_at_5_and_50(root_client):
     grow(45)
     assert Ticket.objects.count() == Incident.objects.count() == 50
     assert [_queries(root_client, url) for url in urls] == few
+
+
+def test_patches_at_5_and_50(root_client):
+    """Patch rows as the SRE tool leaves them (a proposal and its incident), without git."""
+    from sre.models import PatchProposal
+    from tests.factories.proposals import proposal_waiting
+
+    def grow(count: int) -> None:
+        for _ in range(count):
+            incident = code_incident()
+            proposal = proposal_waiting(
+                toolset="sre",
+                tool_name="create_pull_request",
+                permission="sre.approve_patch",
+                input={"title": "Fix KeyError", "root_cause": "upstream omits user_profile"},
+                subject=("sre.incident", incident.pk),
+            )
+            PatchProposal.objects.create(
+                tool_call=proposal.tool_call,
+                incident=incident,
+                diff="--- a/app/api.py\n+++ b/app/api.py\n",
+                changed_files=["app/api.py"],
+                branch=f"sre/incident-{incident.pk}-keyerror",
+            )
+
+    url = reverse("admin:sre_patchproposal_changelist")
+    grow(5)
+    root_client.get(url)
+    few = _queries(root_client, url)
+    grow(45)
+    assert PatchProposal.objects.count() == 50
+    assert _queries(root_client, url) == few
