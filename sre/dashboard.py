@@ -8,14 +8,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Count
+from django.db.models.functions import TruncMinute
 from django.template.loader import render_to_string
 from django.urls import reverse
 
 from agents.dashboard import Periods, panel_register
 from agents.dashboard.charts import Chart, bar_chart, series_fill
-from sre.models import Incident, IncidentWindow, Spike, TrafficWindow
+from sre.models import ErrorRequest, Incident, IncidentWindow, Spike
 from sre.selectors import incident_windows
-from sre.services.windows import ALL_ROUTES, window_seconds
+from sre.services.windows import window_seconds
 
 CLOSED = (Incident.Status.RESOLVED, Incident.Status.IGNORED)
 MULTIPLES = 6
@@ -115,24 +116,30 @@ def incidents_context(*, user: Any, periods: Periods) -> dict[str, Any]:
 
 
 def traffic_context(*, user: Any, periods: Periods) -> dict[str, Any]:
-    """5xx per window over the last 24 hours, every spike marked."""
+    """5xx per minute over the last 24 hours (every 5xx line is stored), spikes marked."""
     since = periods.now - timedelta(hours=HOURS)
+    minute = timedelta(minutes=1)
     errors = dict(
-        TrafficWindow.objects.filter(route=ALL_ROUTES, window_start__gte=since).values_list(
-            "window_start", "server_errors"
-        )
+        ErrorRequest.objects.filter(occurred_at__gte=since)
+        .annotate(minute=TruncMinute("occurred_at"))
+        .values("minute")
+        .annotate(n=Count("id"))
+        .values_list("minute", "n")
     )
+    window = timedelta(seconds=window_seconds())
+    # Each spike marked at the first minute of its window.
     spikes = {
-        s.window_start: f"spike: {s.server_errors} 5xx, over the threshold {s.threshold:g}"
+        s.window_start: (
+            f"spike: {s.server_errors} 5xx in the {window.seconds // 60}-minute window from "
+            f"here, over the threshold {s.threshold:g}"
+        )
         for s in Spike.objects.filter(window_start__gte=since).only(
             "window_start", "server_errors", "threshold"
         )
     }
-    label = _window_label()
-    series = series_fill(
-        values=errors, since=since, until=periods.now, step=timedelta(seconds=window_seconds())
-    )
-    title = f"5xx responses per {label}, last {HOURS} hours, spikes marked"
+    label = "minute"
+    series = series_fill(values=errors, since=since, until=periods.now, step=minute)
+    title = f"5xx responses per minute, last {HOURS} hours, spikes marked"
 
     def drawn(width: int, height: int, ticks: int) -> Any:
         return bar_chart(

@@ -298,15 +298,21 @@ def test_the_incident_page_draws_its_occurrences(client, root):
     assert "15 occurrences from" in body and "The values as a table" in body
 
 
-def test_the_5xx_chart_marks_spikes_and_has_a_table(client, root):
+def _five_hundreds(at, count: int) -> None:
+    from sre.models import ErrorRequest
+
+    ErrorRequest.objects.bulk_create(
+        ErrorRequest(occurred_at=at, status=500, method="GET", path="/x", line="500")
+        for _ in range(count)
+    )
+
+
+def test_the_5xx_chart_counts_per_minute_marks_spikes_and_has_a_table(client, root):
+    """Every 5xx line is stored, so the chart counts them per minute, not per window."""
     start = window_start(timezone.now()) - timedelta(hours=1)
-    TrafficWindow.objects.create(window_start=start, requests=50, server_errors=3)
-    TrafficWindow.objects.create(
-        window_start=start + timedelta(minutes=5), requests=50, server_errors=40
-    )
-    TrafficWindow.objects.create(  # older than 24 hours: not drawn
-        window_start=start - timedelta(days=2), requests=50, server_errors=999
-    )
+    _five_hundreds(start + timedelta(seconds=10), 3)
+    _five_hundreds(start + timedelta(minutes=5, seconds=30), 40)
+    _five_hundreds(start - timedelta(days=2), 999)  # older than 24 hours: not drawn
     Spike.objects.create(
         window_start=start + timedelta(minutes=5), server_errors=40, baseline=1, threshold=10
     )
@@ -316,7 +322,10 @@ def test_the_5xx_chart_marks_spikes_and_has_a_table(client, root):
     assert 'viewBox="0 0 600 240" width="100%"' in traffic
     assert traffic.count('class="cs-marker"') == 2
     assert "43 5xx responses from" in traffic and "the most, 40" in traffic
-    assert "spike: 40 5xx, over the threshold 10" in traffic  # the table's note
+    assert "per minute" in traffic
+    assert (
+        "spike: 40 5xx in the 5-minute window from here, over the threshold 10" in traffic
+    )  # the table's note
     assert "999" not in traffic
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from agents.models import AgentRun, ModelCall, ToolCall
-from sre.models import Incident, IncidentWindow, Spike, TrafficWindow
+from sre.models import ErrorRequest, Incident, IncidentWindow, Spike, TrafficWindow
 from sre.services.windows import window_start
 from tests.agents.test_dashboard import decided_call, run_make
 from tests.browser.conftest import log_in
@@ -79,6 +79,16 @@ def a_day_of_work() -> None:
         start = now - timedelta(minutes=5 * i)
         errors = (i * 7) % 5 + (40 if i in (30, 31) else 0)
         TrafficWindow.objects.create(window_start=start, requests=900, server_errors=errors)
+        ErrorRequest.objects.bulk_create(  # the 5xx lines, spread over the window's minutes
+            ErrorRequest(
+                occurred_at=start + timedelta(seconds=(61 * n) % 300),
+                status=500,
+                method="GET",
+                path="/api/profile",
+                line="500",
+            )
+            for n in range(errors)
+        )
         if i % 4 == 0 and i < 72:
             IncidentWindow.objects.create(incident=incident, window_start=start, count=i % 9 + 1)
     for i in (30, 31):
