@@ -147,6 +147,7 @@ def traffic_context(*, user: Any, periods: Periods) -> dict[str, Any]:
             unit="5xx responses",
             series=series,
             marks=spikes,
+            bucket="minute",
             width=width,
             height=height,
             ticks=ticks,

@@ -68,6 +68,7 @@ def bar_chart(
     height: int = 200,
     ticks: int = 4,
     tick_format: str = "%H:%M",
+    bucket: str = "window",
 ) -> Chart:
     """Lay out bars for a series of (window start, value); `marks` are notes by window start."""
     marks = marks or {}
@@ -116,7 +117,7 @@ def bar_chart(
     peak_bar = max(bars, key=lambda b: b.value) if peak else None
     desc = f"{total} {unit} from {first} to {last}"
     if peak_bar is not None:
-        desc += f"; the most, {peak}, in the window from {_local(peak_bar.start):%H:%M}"
+        desc += f"; the most, {peak}, in the {bucket} from {_local(peak_bar.start):%H:%M}"
     if marks:
         desc += f"; {len(markers)} marked: " + ", ".join(m["title"] for m in markers[:5])
     return Chart(
