@@ -37,6 +37,12 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# Every benchmark in bench/, once, on PostgreSQL and Redis at their local defaults (about five
+# minutes); each prints its table, and docs/BENCHMARKS.md gets the machine and all of them.
+# BENCH_ARGS is passed on to bench/report.py, e.g. BENCH_ARGS='--note "..."'.
+bench: install
+	$(PY) bench/report.py $(BENCH_ARGS)
+
 # Re-pin every dependency (direct and transitive) from pyproject.toml into requirements.lock.
 lock:
 	rm -rf .lockenv && $(PYTHON) -m venv .lockenv

@@ -89,12 +89,14 @@ def main() -> None:
 
     timings.sort()
     ms = [t * 1000 for t in timings]
-    print(f"database: {connection.vendor}; runs: {args.runs}")
+    database = f"PostgreSQL {connection.pg_version // 10000}" if is_pg else "SQLite (WAL, file)"
+    print("| database | runs | median per run | p95 | max | queries per run | runs/s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     print(
-        f"per run: median {statistics.median(ms):.1f} ms, p95 {ms[int(len(ms) * 0.95) - 1]:.1f} ms, "
-        f"max {ms[-1]:.1f} ms; {statistics.median(queries):.0f} queries (median)"
+        f"| {database} | {args.runs} | {statistics.median(ms):.1f} ms "
+        f"| {ms[int(len(ms) * 0.95) - 1]:.1f} ms | {ms[-1]:.1f} ms "
+        f"| {statistics.median(queries):.0f} | {args.runs / sum(timings):.1f} |"
     )
-    print(f"throughput, one process: {args.runs / sum(timings):.1f} runs/s")
     if is_pg:
         with connection._nodb_cursor() as cursor:
             connection.close()

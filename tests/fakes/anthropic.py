@@ -4,7 +4,9 @@ Tests script its replies (tool_use, text, every stop reason, error statuses with
 and read back every request the SDK sent. Like the real API it rejects malformed requests
 with a 400 `invalid_request_error` — a tool_use left unanswered, a tool_result for an unknown
 id, a missing model — so engine bugs surface as they would in production. `push_hold` keeps
-the next request unanswered until released, then drops it: a model call in flight.
+the next request unanswered until released, then drops it: a model call in flight. `latency`
+(seconds, 0 by default) is how long each Messages request waits before its answer, as a model
+thinking would; benchmarks set it, tests leave it at 0.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +43,8 @@ class Recorded:
 
 
 class FakeAnthropic(LocalServer):
-    def __init__(self) -> None:
+    def __init__(self, *, latency: float = 0.0) -> None:
+        self.latency = latency
         self.requests: list[Recorded] = []
         self._script: deque[Scripted | Responder] = deque()
         self._ids = itertools.count(1)
@@ -250,6 +254,8 @@ class FakeAnthropic(LocalServer):
                 raw = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 scripted = fake._respond(self.path, headers, raw)
+                if fake.latency > 0 and self.path.startswith("/v1/messages"):
+                    time.sleep(fake.latency)
                 if scripted.drop:
                     self.close_connection = True
                     return
