@@ -247,6 +247,9 @@ class FakeAnthropic(LocalServer):
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Headers and body go out in separate writes: without this each answer waits for the
+            # client's delayed ACK (about 40 ms), which no real API server adds.
+            disable_nagle_algorithm = True
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:  # noqa: N802
