@@ -57,7 +57,9 @@ class ModelRequest:
     run_id: int = 0  # not sent; lets the replay backend keep tool_use ids unique per run
 
     def params(self) -> dict[str, Any]:
-        """The Messages API parameters, with the system prompt and tools marked for caching."""
+        """The Messages API parameters, with cache breakpoints on the tools, the system prompt
+        and the newest turn: each call reads the whole conversation so far from the cache and
+        writes only what is new (three of the API's four breakpoints)."""
         tools = [dict(tool) for tool in self.tools]
         if tools:
             tools[-1]["cache_control"] = {"type": "ephemeral"}
@@ -67,11 +69,26 @@ class ModelRequest:
             "system": [
                 {"type": "text", "text": self.system, "cache_control": {"type": "ephemeral"}}
             ],
-            "messages": self.messages,
+            "messages": _newest_turn_cached(self.messages),
         }
         if tools:
             params["tools"] = tools
         return params
+
+
+def _newest_turn_cached(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages with a cache breakpoint on the last block of the last one (copied: the
+    stored conversation is never changed)."""
+    if not messages:
+        return messages
+    last = dict(messages[-1])
+    content = last.get("content")
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    if not isinstance(content, list) or not content or not isinstance(content[-1], dict):
+        return messages
+    content = [*content[:-1], {**content[-1], "cache_control": {"type": "ephemeral"}}]
+    return [*messages[:-1], {**last, "content": content}]
 
 
 @dataclass(frozen=True)

@@ -70,11 +70,16 @@ class AgentRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["subject_type", "subject_id"])]
-        permissions = [("prune_auditevent", "Can export and prune audit rows past retention")]
         permissions = [("cancel_agentrun", "Can cancel an agent run")]
 
     def __str__(self) -> str:
         return f"Run #{self.pk} ({self.toolset})"
+
+    @property
+    def cache_read_fraction(self) -> float:
+        """The share of the input Claude read from the prompt cache (cheaper and faster)."""
+        total = self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+        return self.cache_read_tokens / total if total else 0.0
 
     @property
     def is_finished(self) -> bool:

@@ -106,3 +106,48 @@ def test_a_run_stores_the_prompt_version_and_text_it_used(fake_anthropic, worker
     assert prompt_get(name="toolbox", version=1).render().count("escalate") == 0
     with pytest.raises(UnknownPrompt):
         prompt_get(name="toolbox", version=9)
+
+
+def test_the_cache_breakpoint_follows_the_conversation(fake_anthropic, worker, widgets):
+    """Each call marks its newest turn, so the next reads everything before it from the cache."""
+    from agents.models import AgentRun
+    from tests.agents.helpers import start
+
+    fake_anthropic.push_tool_use(("lookup_widget", {"name": "gear"}))
+    fake_anthropic.push_tool_use(("lookup_widget", {"name": "sprocket"}))
+    fake_anthropic.push_text("Done.")
+    run = start(worker, text="How many gears and sprockets?")
+    worker.drain()
+    bodies = [r.body for r in fake_anthropic.message_requests]
+    for body in bodies:
+        marked = [i for i, m in enumerate(body["messages"]) if "cache_control" in str(m)]
+        assert marked == [len(body["messages"]) - 1]  # only the newest turn
+    run.refresh_from_db()
+    # The stored conversation carries no breakpoint; what is sent does.
+    assert "cache_control" not in str(run.messages)
+    calls = list(run.model_calls.order_by("step"))
+    assert (
+        calls[0].cache_write_tokens > 0
+    )  # its first message was new (system and tools may not be)
+    # Later calls read the whole earlier conversation, not only system and tools.
+    assert calls[2].cache_read_tokens > calls[1].cache_read_tokens > calls[0].cache_read_tokens
+    assert run.cache_read_fraction > 0.4
+    assert AgentRun.objects.get(pk=run.pk).cache_read_fraction == run.cache_read_fraction
+
+
+def test_the_run_page_shows_how_much_of_the_input_came_from_the_cache(
+    fake_anthropic, worker, widgets, client
+):
+    from django.urls import reverse
+
+    from tests.agents.helpers import start
+    from tests.factories.users import user_create
+
+    fake_anthropic.push_tool_use(("lookup_widget", {"name": "gear"}))
+    fake_anthropic.push_text("Done.")
+    run = start(worker, text="How many gears?")
+    worker.drain()
+    run.refresh_from_db()
+    client.force_login(user_create(perms=["agents.view_agentrun"]))
+    page = client.get(reverse("admin:agents_agentrun_change", args=[run.pk])).content.decode()
+    assert f"{round(run.cache_read_fraction * 100)}% of the input read from the cache" in page

@@ -46,6 +46,7 @@ def test_approval_gated_tool_waits_then_runs_once_approved(fake_anthropic, worke
             "tool_use_id": lookup.tool_use_id,
             "content": lookup.result,
             "is_error": False,
+            "cache_control": {"type": "ephemeral"},  # the newest turn is a cache breakpoint
         }
     ]
 
@@ -77,7 +78,8 @@ def test_approval_gated_tool_waits_then_runs_once_approved(fake_anthropic, worke
         "user",
         "assistant",
     ]
-    assert run.input_tokens > 0 and run.cache_read_tokens > 0 and run.cost_usd > 0
+    # With the newest turn a cache breakpoint, new input is written to the cache, not sent plain.
+    assert run.cache_write_tokens > 0 and run.cache_read_tokens > 0 and run.cost_usd > 0
     kinds = list(AuditEvent.objects.filter(run=run).order_by("id").values_list("kind", flat=True))
     assert kinds[0] == "run.started" and "tool.approved" in kinds and kinds[-1] == "run.completed"
 

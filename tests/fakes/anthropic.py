@@ -27,6 +27,20 @@ from tests.fakes.server import LocalServer
 Responder = Callable[[dict[str, Any]], "Scripted"]
 
 
+def _without_cache_control(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_without_cache_control(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _without_cache_control(v) for k, v in value.items() if k != "cache_control"}
+    return value
+
+
+def _has_cache_control(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_has_cache_control(v) for v in value)
+    return isinstance(value, dict) and "cache_control" in value
+
+
 @dataclass
 class Scripted:
     status: int
@@ -139,22 +153,35 @@ class FakeAnthropic(LocalServer):
         self, body: dict[str, Any], content: list[dict[str, Any]], stop_reason: str, out: int
     ) -> Scripted:
         number = next(self._ids)
-        system_text = json.dumps(body.get("system", ""), sort_keys=True)
-        tools_text = json.dumps(body.get("tools", []), sort_keys=True)
-        prefix = system_text + tools_text
-        prefix_tokens = len(prefix) // 4
-        cached = any(
-            isinstance(b, dict) and b.get("cache_control") for b in body.get("system") or []
-        )
+
+        # Prompt caching as the API does it: a prefix up to a breakpoint is written once and read
+        # by every later request that starts with it. Breakpoints: the system prompt (and the
+        # tools before it), and any message whose blocks carry cache_control.
+        def plain(value: Any) -> str:
+            return json.dumps(_without_cache_control(value), sort_keys=True)
+
+        prefix = plain(body.get("system", "")) + plain(body.get("tools", []))
+        messages = body["messages"]
+        boundaries = [prefix] + [
+            prefix + plain(messages[: k + 1]) for k in range(len(messages))
+        ]  # boundaries[k]: the prefix through k messages
+        marked = [0] if _has_cache_control(body.get("system")) else []
+        marked += [k + 1 for k, m in enumerate(messages) if _has_cache_control(m.get("content"))]
+        total = len(boundaries[-1]) // 4
         cache_read = cache_write = 0
-        if cached:
-            with self._lock:
-                if prefix in self._cached_prefixes:
-                    cache_read = prefix_tokens
-                else:
-                    cache_write = prefix_tokens
-                    self._cached_prefixes.add(prefix)
-        input_tokens = len(json.dumps(body["messages"])) // 4 + (0 if cached else prefix_tokens)
+        with self._lock:
+            hit = max(
+                (k for k, b in enumerate(boundaries) if b in self._cached_prefixes), default=-1
+            )
+            read_to = len(boundaries[hit]) // 4 if hit >= 0 else 0
+            cache_read = read_to
+            for k in marked:
+                if k > hit:
+                    self._cached_prefixes.add(boundaries[k])
+            newest = max(marked, default=-1)
+            if newest > hit:
+                cache_write = len(boundaries[newest]) // 4 - read_to
+        input_tokens = total - cache_read - cache_write
         return Scripted(
             200,
             {
