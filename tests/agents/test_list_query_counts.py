@@ -98,3 +98,50 @@ def test_patches_at_5_and_50(root_client):
     grow(45)
     assert PatchProposal.objects.count() == 50
     assert _queries(root_client, url) == few
+
+
+def _other_rows(i: int) -> None:
+    """One row of each remaining list: notices, Slack links and presses, rejected mail, log
+    sources, spikes and traffic windows."""
+    from datetime import UTC, datetime, timedelta
+
+    from agents.models import Notice, SlackIdentity, SlackInteraction
+    from sre.models import LogSource, Spike, TrafficWindow
+    from support.models import RejectedEmail
+
+    when = datetime(2025, 3, 14, tzinfo=UTC) + timedelta(minutes=5 * i)
+    person = User.objects.create_user(username=f"person{i}", password="pw")
+    Notice.objects.create(key=f"notice:{i}", medium="slack", state="posted", channel="C1")
+    SlackIdentity.objects.create(slack_user_id=f"U{i:05d}", user=person)
+    SlackInteraction.objects.create(
+        trigger_id=f"t{i}", kind="block_actions", slack_user_id=f"U{i:05d}", user=person
+    )
+    RejectedEmail.objects.create(
+        source="file", reason="not a mail", digest=f"{i:064d}", raw=b"x", last_seen_at=when
+    )
+    LogSource.objects.create(kind="nginx_access", path=f"/var/log/nginx/access-{i}.log")
+    Spike.objects.create(window_start=when, server_errors=40, baseline=2, threshold=10)
+    TrafficWindow.objects.create(window_start=when, requests=100, server_errors=3)
+
+
+OTHER_LISTS = [
+    "admin:agents_notice_changelist",
+    "admin:agents_slackidentity_changelist",
+    "admin:agents_slackinteraction_changelist",
+    "admin:support_rejectedemail_changelist",
+    "admin:sre_logsource_changelist",
+    "admin:sre_spike_changelist",
+    "admin:sre_trafficwindow_changelist",
+]
+
+
+def test_every_other_list_at_5_and_50(root_client):
+    urls = [reverse(name) for name in OTHER_LISTS]
+    for i in range(5):
+        _other_rows(i)
+    for url in urls:
+        root_client.get(url)
+    few = [_queries(root_client, url) for url in urls]
+    for i in range(5, 50):
+        _other_rows(i)
+    assert [_queries(root_client, url) for url in urls] == few
