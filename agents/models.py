@@ -76,6 +76,11 @@ class AgentRun(models.Model):
         return f"Run #{self.pk} ({self.toolset})"
 
     @property
+    def tokens_in(self) -> int:
+        """Every input token, sent plain or read from or written to the prompt cache."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @property
     def cache_read_fraction(self) -> float:
         """The share of the input Claude read from the prompt cache (cheaper and faster)."""
         total = self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
@@ -354,6 +359,11 @@ class ModelCall(models.Model):
 
     def __str__(self) -> str:
         return f"Model call {self.request_id or self.pk}"
+
+    @property
+    def tokens_in(self) -> int:
+        """Every input token, sent plain or read from or written to the prompt cache."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
 
     def delete(self, *args, **kwargs):
         raise AuditImmutable("Model calls are append-only and cannot be deleted.")

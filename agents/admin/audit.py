@@ -281,7 +281,7 @@ class ModelCallAdmin(ExportMixin, ReadOnlyAdmin):
 
     @admin.display(description="tokens in / out")
     def tokens_column(self, call: ModelCall) -> str:
-        return f"{call.input_tokens:,} / {call.output_tokens:,}"
+        return f"{call.tokens_in:,} / {call.output_tokens:,}"
 
     @admin.display(description="backend", ordering="backend")
     def backend_label(self, call: ModelCall) -> str:

@@ -142,7 +142,7 @@ class AgentRunAdmin(LeanListMixin, admin.ModelAdmin):
 
     @admin.display(description="tokens (in / out)")
     def tokens(self, run: AgentRun) -> str:
-        return f"{run.input_tokens + run.cache_read_tokens + run.cache_write_tokens} / {run.output_tokens}"
+        return f"{run.tokens_in:,} / {run.output_tokens:,}"
 
     @admin.display(description="subject", ordering="subject_id")
     def subject(self, run: AgentRun) -> str:
