@@ -134,26 +134,22 @@ def run_drive(*, run_id: int, step: int) -> None:
         run_advance(run_id=run_id, step=step)
         if time.monotonic() > deadline:
             return
-        row = AgentRun.objects.filter(pk=run_id).values("status", "step", "next_attempt_at").first()
-        if (
-            row is None
-            or row["status"] != Status.QUEUED
-            or row["next_attempt_at"] is not None
-            or row["step"] == step
-        ):
+        due = _step_due(AgentRun.objects.filter(pk=run_id))
+        if due is None or due[1] == step:
             return
-        step = row["step"]
+        step = due[1]
 
 
 def run_continue(*, tool_call_id: int) -> None:
     """After a call ran (its approval's task), go on with its run here if that is due now."""
-    row = (
-        AgentRun.objects.filter(tool_calls=tool_call_id)
-        .values("pk", "status", "step", "next_attempt_at")
-        .first()
-    )
-    if row and row["status"] == Status.QUEUED and row["next_attempt_at"] is None:
-        run_drive(run_id=row["pk"], step=row["step"])
+    if due := _step_due(AgentRun.objects.filter(tool_calls=tool_call_id)):
+        run_drive(run_id=due[0], step=due[1])
+
+
+def _step_due(runs) -> tuple[int, int] | None:
+    """(run id, step) when the run is queued with no delay: a step this task may take now."""
+    row = runs.values_list("pk", "step").filter(status=Status.QUEUED, next_attempt_at=None).first()
+    return tuple(row) if row else None
 
 
 def run_cancel(*, run_id: int, user: Any, reason: str) -> AgentRun:

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from agents import llm
 from tests.fakes.github import FakeGitHub
 from tests.fakes.slack import FakeSlack
 from tests.fakes.stripe import FakeStripe
@@ -54,14 +53,9 @@ class HostileModel:
 
 
 @pytest.fixture
-def hostile_model(_anthropic_server, settings):
-    """Install a HostileModel: call it with the item's turns."""
-    server = _anthropic_server
-    server.requests.clear()
-    server._script.clear()
-    settings.ANTHROPIC_BASE_URL = server.url
-    settings.AGENTS_LLM_BACKEND = "anthropic"
-    llm._client.cache_clear()
+def hostile_model(fake_anthropic):
+    """Install a HostileModel on the Messages API fake: call it with the item's turns."""
+    server = fake_anthropic
 
     def install(turns) -> HostileModel:
         model = HostileModel(server, turns)
