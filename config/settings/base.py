@@ -152,6 +152,12 @@ AGENTS_CHECK_MAX_ATTEMPTS = env.int("AGENTS_CHECK_MAX_ATTEMPTS", default=6)
 AGENTS_EXECUTE_MAX_ATTEMPTS = env.int("AGENTS_EXECUTE_MAX_ATTEMPTS", default=6)
 AGENTS_SWEEP_MINUTES = env.int("AGENTS_SWEEP_MINUTES", default=1)
 AGENTS_MODEL_PRICES = env.json("AGENTS_MODEL_PRICES", default={})
+# Backlog mode (agents/services/batches.py, docs/BACKLOG.md): first model calls of backlog runs
+# go through the Message Batches API at half price, polled every AGENTS_BATCH_POLL_MINUTES.
+AGENTS_BATCH_ENABLED = env.bool("AGENTS_BATCH_ENABLED", default=False)
+AGENTS_BATCH_POLL_MINUTES = env.int("AGENTS_BATCH_POLL_MINUTES", default=2)
+AGENTS_BATCH_MAX_REQUESTS = env.int("AGENTS_BATCH_MAX_REQUESTS", default=1000)
+AGENTS_BATCH_TIMEOUT_HOURS = env.float("AGENTS_BATCH_TIMEOUT_HOURS", default=26.0)
 # Retention (agents/services/retention.py, `manage.py audit_prune`): model calls and audit events
 # older than this many days may be exported to AGENTS_AUDIT_EXPORT_DIR and then pruned.
 AGENTS_AUDIT_RETENTION_DAYS = env.int("AGENTS_AUDIT_RETENTION_DAYS", default=365)
@@ -174,10 +180,14 @@ AGENTS_REDACT_SETTINGS = env.list(
         "INBOUND_EMAIL_SECRET",
         "IMAP_PASSWORD",
         "EMAIL_HOST_PASSWORD",
+        "METRICS_TOKEN",
     ],
 )
 # The console's address as people reach it: the links in notices and commit messages.
 CONSOLE_URL = env.str("CONSOLE_URL", default="http://localhost:8000")
+# A bearer token for a Prometheus scraper at /metrics (empty: only staff who may see runs and
+# failed tasks can read it, logged in). docs/DEPLOY.md, "What an operator watches".
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Notices: Slack, or mail to the approvers ------------------------------------------------
 SLACK_BOT_TOKEN = env.str("SLACK_BOT_TOKEN", default="")
