@@ -1,4 +1,4 @@
-"""The engine's own panels: what waits on a person, runs, model spend and decision quality."""
+"""The engine's own panels: what waits on a person, runs, operations, spend, decision quality."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from django.db.models import BooleanField, Case, Count, F, Min, Q, Sum, Value, W
 from django.urls import reverse
 
 from agents.dashboard import Periods, panel_register, waiting_total_get
+from agents.dashboard.operations import operations_panel_register
 from agents.models import AgentRun, ModelCall, ToolCall
 from agents.selectors import approvals_can_view, proposal_inbox, proposal_kinds, toolset_label
 
@@ -232,6 +233,7 @@ def engine_panels_register() -> None:
         order=50,
         permission="agents.view_modelcall",
     )
+    operations_panel_register()
     panel_register(
         name="quality",
         template="agents/dashboard/_quality.html",

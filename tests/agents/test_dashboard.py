@@ -342,7 +342,7 @@ def test_series_are_filled_with_zeros_and_bars_scale_to_the_peak():
 # --- who sees what ---------------------------------------------------------------------------
 
 
-PANELS = {"waiting", "incidents", "refunds", "runs", "spend", "traffic", "quality"}
+PANELS = {"waiting", "incidents", "refunds", "runs", "operations", "spend", "traffic", "quality"}
 
 
 def test_each_panel_shows_only_to_whoever_may_view_what_it_shows(client):
