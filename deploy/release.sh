@@ -1,17 +1,15 @@
 #!/usr/bin/env bash
-# One release, on one machine, after the new code is at /srv/countersign on every machine:
-# install, migrate as the owner, grant the app role, write the schedules. Then restart the units
-# on every machine (docs/DEPLOY.md, "Every release").
+# One release, on one machine, once the new commit and its lock are installed at
+# /srv/countersign on every machine: check the deploy settings, migrate and grant the app role
+# as the owner, write the schedules. Then restart the units on every machine (docs/DEPLOY.md,
+# "Every release").
 #
-#   sudo -u countersign deploy/release.sh
+#   sudo /srv/countersign/deploy/release.sh
 #
-# /etc/countersign/owner.env holds OWNER_DATABASE_URL (the countersign_owner role), readable only
-# by whoever releases; the app's own env file never holds the owner's password.
+# As root, not as the app's user: /etc/countersign/owner.env (mode 0600, root) holds
+# OWNER_DATABASE_URL, the countersign_owner role's, which the app must never be able to read.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-test -x .venv/bin/python || python3 -m venv .venv
-.venv/bin/pip install --quiet --requirement requirements.lock
 
 set -a
 . /etc/countersign/countersign.env
@@ -25,4 +23,4 @@ APP_ROLE="${APP_ROLE:-countersign_app}"
 DATABASE_URL="$OWNER_DATABASE_URL" .venv/bin/python manage.py migrate --noinput
 DATABASE_URL="$OWNER_DATABASE_URL" .venv/bin/python manage.py db_grant_app "$APP_ROLE"
 .venv/bin/python manage.py setup_schedules
-echo "released; now on each web machine: manage.py collectstatic --noinput, then restart the units"
+echo "Released. Now collectstatic and reload on each web machine, restart each qcluster."
