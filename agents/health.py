@@ -8,8 +8,10 @@ than which check failed: no hostnames, no versions, no error text (that goes to 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -27,11 +29,17 @@ def database_check() -> None:
         cursor.fetchone()
 
 
-def broker_check() -> None:
-    """Raise unless the task broker answers (Redis only; the ORM broker is the database)."""
+@functools.cache
+def broker() -> Any:
+    """django-q2's broker, made once per process, so each probe reuses its Redis connections."""
     from django_q.brokers import get_broker
 
-    if not get_broker().ping():
+    return get_broker()
+
+
+def broker_check() -> None:
+    """Raise unless the task broker answers (Redis only; the ORM broker is the database)."""
+    if not broker().ping():
         raise ConnectionError("the broker did not answer the ping")
 
 

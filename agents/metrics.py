@@ -89,12 +89,13 @@ def operations_can_view(*, user: Any) -> bool:
 
 def _broker_figures() -> tuple[str, bool, int | None, int | None, int | None]:
     """(kind, up, queue depth, in flight, clusters) from django-q2's broker; never raises."""
-    from django_q.brokers import get_broker
     from django_q.status import Stat
+
+    from agents.health import broker as broker_get
 
     kind = "redis" if settings.REDIS_URL else "orm"
     try:
-        broker = get_broker()
+        broker = broker_get()
         depth = int(broker.queue_size() or 0)
         in_flight = int(broker.lock_size() or 0) if kind == "orm" else None
         # On the ORM broker cluster stats go to Django's cache, which is per process here.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -64,21 +66,70 @@ def test_a_broker_that_does_not_answer_is_503(client, settings):
     assert response.json()["checks"] == {"database": "ok", "broker": "failed"}
 
 
-def test_the_real_broker_check_pings_redis(settings):
-    from agents.health import broker_check
+def test_the_real_broker_check_pings_the_broker_made_once_per_process():
+    from agents import health
 
     broker = mock.Mock()
     broker.ping.return_value = False
-    with (
-        mock.patch("django_q.brokers.get_broker", return_value=broker),
-        pytest.raises(ConnectionError),
-    ):
-        broker_check()
-    broker.ping.return_value = True
-    with mock.patch("django_q.brokers.get_broker", return_value=broker):
-        broker_check()
+    health.broker.cache_clear()
+    try:
+        with mock.patch("django_q.brokers.get_broker", return_value=broker) as made:
+            with pytest.raises(ConnectionError):
+                health.broker_check()
+            broker.ping.return_value = True
+            health.broker_check()
+        assert made.call_count == 1 and broker.ping.call_count == 2
+    finally:
+        health.broker.cache_clear()
 
 
 def test_only_get_is_served(client):
     assert client.post(HEALTHZ).status_code == 405
     assert client.post(READYZ).status_code == 405
+
+
+# --- against a real Redis ----------------------------------------------------------------------
+
+
+def redis_broker_at(url: str, monkeypatch) -> Any:
+    """A django-q2 Redis broker on `url` with a queue of its own, as /readyz and /metrics see it."""
+    from django_q.brokers.redis_broker import Redis
+    from django_q.conf import Conf
+
+    from agents import health
+
+    monkeypatch.setattr(Conf, "REDIS", url)
+    made = Redis(list_key=f"cs-test-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setattr(health, "broker", lambda: made)
+    return made
+
+
+@pytest.fixture
+def redis_broker(settings, monkeypatch):
+    from tests.e2e.conftest import REDIS_URL, redis_reachable
+
+    if not redis_reachable():
+        pytest.skip("needs Redis at TEST_REDIS_URL")
+    settings.REDIS_URL = REDIS_URL
+    made = redis_broker_at(REDIS_URL, monkeypatch)
+    yield made
+    made.delete_queue()
+
+
+def test_readiness_and_metrics_on_a_real_redis(client, settings, redis_broker):
+    from agents.metrics import operations_get
+
+    assert client.get(READYZ).json()["checks"] == {"database": "ok", "broker": "ok"}
+    for n in range(3):
+        redis_broker.enqueue(f"task {n}")
+    ops = operations_get()
+    assert (ops.broker, ops.broker_up, ops.queue_depth, ops.in_flight) == ("redis", True, 3, None)
+    assert isinstance(ops.clusters, int)
+
+
+def test_a_redis_that_does_not_answer_fails_readiness_fast(client, settings, monkeypatch):
+    settings.REDIS_URL = "redis://127.0.0.1:9/0?socket_connect_timeout=1"  # nothing listens
+    redis_broker_at(settings.REDIS_URL, monkeypatch)
+    response = client.get(READYZ)
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "ok", "broker": "failed"}
