@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sre.logs import nginx, pylog
-from sre.logs.tail import Line
+from sre.logs.tail import Block, Line
 from sre.logs.tracebacks import (
     CAUSE,
     CLOSE_RE,
@@ -35,11 +35,10 @@ _CONTROL_RE = re.compile("[\x00-\x08\x0e-\x1f]")
 
 
 class Unparsed:
-    __slots__ = ("text", "start")
+    __slots__ = ("text",)
 
-    def __init__(self, text: str, start: int):
+    def __init__(self, text: str):
         self.text = text
-        self.start = start
 
 
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -74,14 +73,28 @@ class Assembler:
         self.cut = 0
         self.samples: list[str] = []
 
-    def _unparsed(self, text: str, start: int) -> Unparsed:
+    def _unparsed(self, text: str) -> Unparsed:
         self.unparsed += 1
         if len(self.samples) < UNPARSED_SAMPLES:
             self.samples.append(text[:500])
-        return Unparsed(text, start)
+        return Unparsed(text)
 
     def feed(self, line: Line) -> list:
         raise NotImplementedError
+
+    def feed_block(self, block: Block) -> list:
+        """Many whole lines at once (none over the cap); by default, one by one."""
+        out: list = []
+        pos = block.start
+        for data in block.data.split(b"\n")[:-1]:
+            end = pos + len(data) + 1
+            out.extend(self.feed(Line(pos, end, data)))
+            pos = end
+        return out
+
+    def take_requests(self) -> dict[tuple[datetime, str], int]:
+        """Requests counted without an event of their own since the last call, by (minute, route)."""
+        return {}
 
     def finish(self, *, eof: bool, final: bool, quiet: bool) -> list:
         return []
@@ -105,8 +118,43 @@ class LineAssembler(Assembler):
             return []
         item = self.parse(text)
         if item is None:
-            return [self._unparsed(text, line.start)]
+            return [self._unparsed(text)]
         return [item]
+
+
+class AccessAssembler(LineAssembler):
+    """NGINX access logs: blocks through the fast path, which counts the common lines.
+
+    A line the fast path takes (not a 5xx) becomes no event: it is added to `requests` by
+    minute and route, which is all a scan stores of it. Every other line is parsed as a line.
+    """
+
+    def __init__(self, *, start: int):
+        super().__init__(start=start, parse=nginx.parse_access)
+        self.requests: dict[tuple[datetime, str], int] = {}
+
+    def feed_block(self, block: Block) -> list:
+        counted = nginx.access_block_count(block.data)
+        if counted is None:
+            return super().feed_block(block)
+        lines, requests, others = counted
+        self.lines += lines
+        self.consumed = block.end
+        mine = self.requests
+        for key, n in requests.items():
+            mine[key] = mine.get(key, 0) + n
+        out = []
+        for data in others:
+            text = decode(data)
+            if not text.strip():
+                continue
+            item = self.parse(text)
+            out.append(self._unparsed(text) if item is None else item)
+        return out
+
+    def take_requests(self) -> dict[tuple[datetime, str], int]:
+        requests, self.requests = self.requests, {}
+        return requests
 
 
 class PyAssembler(Assembler):
@@ -128,7 +176,7 @@ class PyAssembler(Assembler):
         self.tb_state = "none"  # none | frames | sep | done
         # The open record's lines, counted once it is taken: [lines, cut lines], garbage.
         self.open_counts = [0, 0]
-        self.open_garbage: list[tuple[str, int]] = []
+        self.open_garbage: list[str] = []
 
     def feed(self, line: Line) -> list:
         if line.data is None:
@@ -144,11 +192,11 @@ class PyAssembler(Assembler):
             if self.open_lines is None:
                 self._count(line)
                 self.consumed = line.end
-                out.append(self._unparsed(text, line.start))
+                out.append(self._unparsed(text))
             else:
                 self._hold(line)
                 self.open_end = line.end
-                self.open_garbage.append((text, line.start))
+                self.open_garbage.append(text)
             return out
         head = pylog.parse_head(text)
         # A traceback with no head line continues the open record when that record can carry
@@ -177,7 +225,7 @@ class PyAssembler(Assembler):
             self._count(line)
             self.consumed = line.end
             if text.strip():
-                out.append(self._unparsed(text, line.start))
+                out.append(self._unparsed(text))
             return out
         self._hold(line)
         self.open_end = line.end
@@ -259,7 +307,7 @@ class PyAssembler(Assembler):
         )
         self.lines += self.open_counts[0]
         self.cut += self.open_counts[1]
-        out: list = [self._unparsed(text, start) for text, start in self.open_garbage]
+        out: list = [self._unparsed(text) for text in self.open_garbage]
         out.append(record)
         self.consumed = self.open_end
         self._reset()
@@ -270,7 +318,7 @@ def make_assembler(
     kind: str, *, start: int, last_time: datetime | None, fallback_time: datetime
 ) -> Assembler:
     if kind == "nginx_access":
-        return LineAssembler(start=start, parse=nginx.parse_access)
+        return AccessAssembler(start=start)
     if kind == "nginx_error":
         return LineAssembler(start=start, parse=nginx.parse_error)
     return PyAssembler(start=start, last_time=last_time, fallback_time=fallback_time)

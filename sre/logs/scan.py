@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sre.logs.assemble import make_assembler
-from sre.logs.tail import Checkpoint, LineReader, file_id, head_digest_of, plan_read
+from sre.logs.tail import Checkpoint, Line, LineReader, file_id, head_digest_of, plan_read
 
 BATCH_ITEMS = 5000
 BATCH_BYTES = 8 << 20
@@ -29,6 +29,8 @@ class Batch:
     cut: int = 0
     samples: list[str] = field(default_factory=list)
     last_time: datetime | None = None
+    # Access-log requests counted without an event each (not 5xx): by (minute, route).
+    requests: dict[tuple[datetime, str], int] = field(default_factory=dict)
 
 
 class FileScan:
@@ -100,6 +102,7 @@ class FileScan:
                 cut=asm.cut - mark["cut"],
                 samples=asm.samples[mark["samples"] :],
                 last_time=getattr(asm, "last_time", None),
+                requests=asm.take_requests(),
             )
             mark.update(
                 consumed=asm.consumed,
@@ -111,8 +114,8 @@ class FileScan:
             return batch
 
         items: list = []
-        for line in reader:
-            items.extend(asm.feed(line))
+        for piece in reader.pieces():
+            items.extend(asm.feed(piece) if isinstance(piece, Line) else asm.feed_block(piece))
             if len(items) >= BATCH_ITEMS or asm.consumed - mark["consumed"] >= BATCH_BYTES:
                 yield cut_batch(items)
                 items = []

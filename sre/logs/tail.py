@@ -244,6 +244,18 @@ def _find_copy(ordered, checkpoint: Checkpoint, *, exclude: str) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class Block:
+    """Complete lines, each within the line cap, read at once: `data` ends with a line break."""
+
+    start: int
+    data: bytes
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.data)
+
+
 class LineReader:
     """Complete lines of an open file from an offset, reading at most `limit` bytes.
 
@@ -251,6 +263,10 @@ class LineReader:
     the rest up to the line break is skipped, also by a later reader that starts inside it (an
     offset not just past a line break: the cut line's break had not been written yet). An
     unterminated last line is returned only when the file is final (rotated away).
+
+    Iterating gives one `Line` at a time; `pieces()` gives the same lines, but a read's worth of
+    ordinary lines (none over the cap, none skipped) as one `Block`, for parsers that take many
+    lines at once.
     """
 
     def __init__(self, f, *, start: int, limit: int, max_line: int, final: bool):
@@ -263,6 +279,17 @@ class LineReader:
         self.eof = False  # the end of the file was reached (not the byte limit)
 
     def __iter__(self) -> Iterator[Line]:
+        for piece in self.pieces():
+            if isinstance(piece, Line):
+                yield piece
+                continue
+            pos = piece.start
+            for data in piece.data.split(b"\n")[:-1]:
+                end = pos + len(data) + 1
+                yield Line(pos, end, data)
+                pos = end
+
+    def pieces(self) -> Iterator[Line | Block]:
         f, max_line = self.f, self.max_line
         skipping = False
         if self.start > 0:
@@ -280,18 +307,28 @@ class LineReader:
                 break
             self.bytes_read += len(data)
             buf = buf + data if buf else data
-            pieces = buf.split(b"\n")
-            buf = pieces.pop()
-            for piece in pieces:
-                end = pos + len(piece) + 1
-                if skipping:
-                    skipping = False
-                    yield Line(pos, end, None)
-                elif len(piece) > max_line:
-                    yield Line(pos, end, piece[:max_line], cut=True)
-                else:
-                    yield Line(pos, end, piece)
-                pos = end
+            last = buf.rfind(b"\n") + 1
+            if last and not skipping:
+                block = buf[:last]
+                if max(map(len, block.split(b"\n"))) <= max_line:
+                    # The common case: every complete line of this read, as they are.
+                    yield Block(pos, block)
+                    pos += last
+                    buf = buf[last:]
+                    last = 0
+            if last:
+                pieces = buf.split(b"\n")
+                buf = pieces.pop()
+                for piece in pieces:
+                    end = pos + len(piece) + 1
+                    if skipping:
+                        skipping = False
+                        yield Line(pos, end, None)
+                    elif len(piece) > max_line:
+                        yield Line(pos, end, piece[:max_line], cut=True)
+                    else:
+                        yield Line(pos, end, piece)
+                    pos = end
             if len(buf) > max_line:
                 # No line break within the cap: keep the start, drop the rest as it comes.
                 end = pos + len(buf)

@@ -306,6 +306,13 @@ def _batch_store(
         signal = classify(item)
         if signal is not None:
             signals.append(signal)
+    for (minute, route), n in batch.requests.items():
+        # A window holds whole minutes, so the minute's window is each of its requests' window.
+        start = window_start(minute)
+        counts[(start, ALL_ROUTES)][0] += n
+        counts[(start, route)][0] += n
+        report.requests += n
+        report.events += n
     recorded = signals_record(source=source, signals=signals)
     _collect(report, recorded)
     if errors:

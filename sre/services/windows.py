@@ -12,8 +12,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
 
 from agents.audit import audit_record
 from sre.models import Spike, TrafficWindow
@@ -21,6 +20,7 @@ from sre.models import Spike, TrafficWindow
 ALL_ROUTES = ""
 OTHER_ROUTES = "(other routes)"
 ROUTES_PER_WINDOW = 200
+UPSERT_ROWS = 200  # 800 parameters a statement, within every SQLite's limit
 
 
 def window_seconds() -> int:
@@ -37,23 +37,25 @@ def window_start(time: datetime) -> datetime:
 def traffic_add(*, counts: dict[tuple[datetime, str], list[int]]) -> set[datetime]:
     """Add [requests, 5xx] per (window, route); return the windows that got 5xx.
 
-    The rows of the windows concerned are read under a lock, so concurrent scans of two sources
-    add up instead of overwriting each other; a window keeps at most ROUTES_PER_WINDOW routes.
+    Each row is added to in the database (an upsert: `requests = requests + n`), so concurrent
+    scans of two sources add up instead of overwriting each other; a window keeps at most
+    ROUTES_PER_WINDOW routes (the routes it has are read first; two scans adding new routes to
+    one window at the same moment may pass the cap by a few).
     """
     if not counts:
         return set()
     starts = {start for start, _ in counts}
-    existing: dict[tuple[datetime, str], TrafficWindow] = {
-        (row.window_start, row.route): row
-        for row in TrafficWindow.objects.select_for_update().filter(window_start__in=starts)
-    }
+    existing = set(
+        TrafficWindow.objects.filter(window_start__in=starts).values_list("window_start", "route")
+    )
     routes_known: dict[datetime, int] = defaultdict(int)
     for start, route in existing:
         if route != ALL_ROUTES:
             routes_known[start] += 1
     merged: dict[tuple[datetime, str], list[int]] = {}
     for (start, route), (requests, errors) in sorted(counts.items()):
-        key = (start, route)
+        # A path may hold %00: PostgreSQL's text refuses NUL.
+        key = (start, route.replace("\x00", "\ufffd")[:500])
         if route != ALL_ROUTES and key not in existing and key not in merged:
             if routes_known[start] >= ROUTES_PER_WINDOW:
                 key = (start, OTHER_ROUTES)
@@ -62,41 +64,36 @@ def traffic_add(*, counts: dict[tuple[datetime, str], list[int]]) -> set[datetim
         slot = merged.setdefault(key, [0, 0])
         slot[0] += requests
         slot[1] += errors
-    changed, new = [], []
-    for key, (requests, errors) in merged.items():
-        row = existing.get(key)
-        if row is None:
-            new.append(
-                TrafficWindow(
-                    window_start=key[0], route=key[1], requests=requests, server_errors=errors
-                )
-            )
-        else:
-            row.requests += requests
-            row.server_errors += errors
-            changed.append(row)
-    TrafficWindow.objects.bulk_update(changed, ["requests", "server_errors"], batch_size=500)
-    try:
-        with transaction.atomic():
-            TrafficWindow.objects.bulk_create(new, batch_size=500)
-    except IntegrityError:
-        # Another scan created some of these rows meanwhile: add row by row.
-        for row in new:
-            _add(row.window_start, row.route, row.requests, row.server_errors)
+    _upsert(sorted(merged.items()))
     return {start for (start, route), (_, errors) in merged.items() if errors and not route}
 
 
-def _add(start: datetime, route: str, requests: int, errors: int) -> None:
-    rows = TrafficWindow.objects.filter(window_start=start, route=route)
-    if rows.update(requests=F("requests") + requests, server_errors=F("server_errors") + errors):
-        return
-    try:
-        with transaction.atomic():
-            TrafficWindow.objects.create(
-                window_start=start, route=route, requests=requests, server_errors=errors
+def _upsert(rows: list[tuple[tuple[datetime, str], list[int]]]) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE adding to the counts (SQLite 3.24+, PostgreSQL 9.5+).
+
+    Rows go in key order, so two transactions upserting the same rows lock them in one order.
+    """
+    meta = TrafficWindow._meta
+    qn = connection.ops.quote_name
+    table = qn(meta.db_table)
+    ws, route, req, err = (
+        qn(meta.get_field(name).column)
+        for name in ("window_start", "route", "requests", "server_errors")
+    )
+    prep = meta.get_field("window_start").get_db_prep_save
+    with connection.cursor() as cursor:
+        for at in range(0, len(rows), UPSERT_ROWS):
+            part = rows[at : at + UPSERT_ROWS]
+            params: list = []
+            for (start, name), (requests, errors) in part:
+                params += [prep(start, connection), name, requests, errors]
+            cursor.execute(
+                f"INSERT INTO {table} ({ws}, {route}, {req}, {err}) VALUES "
+                + ", ".join(["(%s, %s, %s, %s)"] * len(part))
+                + f" ON CONFLICT ({ws}, {route}) DO UPDATE SET "
+                f"{req} = {table}.{req} + EXCLUDED.{req}, {err} = {table}.{err} + EXCLUDED.{err}",
+                params,
             )
-    except IntegrityError:
-        rows.update(requests=F("requests") + requests, server_errors=F("server_errors") + errors)
 
 
 def spike_check(*, server_errors: int, baseline: float) -> bool:

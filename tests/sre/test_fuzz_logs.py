@@ -8,6 +8,7 @@ every line is an event, part of a record, or counted as unparsed; none is lost o
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from sre.logs import fingerprint, nginx, pylog
 from sre.logs.assemble import Unparsed, decode, make_assembler
 from sre.logs.classify import Signal, classify
+from sre.logs.fingerprint import route_of
 from sre.logs.scan import FileScan
 from sre.logs.tail import Line
 from sre.logs.tracebacks import ParsedTraceback, parse_traceback
@@ -139,6 +141,11 @@ garbage = st.one_of(
 )
 
 
+def minute_route(entry: nginx.AccessEntry) -> tuple[datetime, str]:
+    """What the traffic windows count an access entry under."""
+    return entry.time.replace(second=0, microsecond=0), route_of(entry.path) or "(no path)"
+
+
 def assert_storable(time: datetime) -> None:
     """A parsed time must be one the windows and the database can hold."""
     assert time.tzinfo is not None
@@ -171,6 +178,88 @@ def test_access_parser_on_anything(line):
     assert_storable(entry.time)
     assert len(entry.path) <= 2000 and len(entry.method) <= 16
     assert_classifies(entry)
+
+
+COMMON = '10.0.0.1 - - [14/Mar/2025:09:26:53 +0000] "GET /api/users/7/profile?x=1 HTTP/1.1" 200 5'
+
+
+# Bytes at the edges of the fast path's shape: delimiters, an ANSI escape, a no-break space and
+# an Arabic-Indic digit in UTF-8 (space and digit to the parser's Unicode `\s` and `\d`).
+EDGES = [b" ", b'"', b"\\", b"?", b"{", b"\r", b"\x1b[0m", b"\xc2\xa0", b"\xd9\xa5", b"5"]
+
+
+@st.composite
+def mutated_bytes(draw, lines: list[str]) -> bytes:
+    """A realistic line with a few bytes changed: the edges of the fast path's shape."""
+    data = bytearray(draw(st.sampled_from(lines)).encode())
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(data)))
+        data[at:at] = draw(
+            st.one_of(
+                st.binary(min_size=1, max_size=3),
+                st.sampled_from(EDGES),
+            )
+        )
+    return bytes(data)
+
+
+access_bytes = st.one_of(
+    mutated_bytes([*ACCESS_LINES, COMMON]),
+    st.one_of(mutated(ACCESS_LINES), combined_access, json_access, garbage).map(
+        lambda t: t.encode("utf-8", "surrogatepass")
+    ),
+    st.binary(max_size=80),
+)
+
+
+@FUZZ
+@given(st.lists(access_bytes, max_size=20))
+@example([COMMON.encode()])
+@example([COMMON.replace("200", "503").encode(), b"", b"\r", b" "])
+@example([COMMON.replace(" - - ", " \xa0 - ").encode()])  # a Unicode space: not \S for str
+@example([COMMON.replace("200", "\u0662\u0660\u0660").encode()])  # Arabic-Indic digits are \d
+@example([COMMON.replace("/api", "/\x1b[1mapi").encode()])  # decode drops ANSI escapes
+@example([COMMON.replace("14/Mar", "30/Feb").encode()])  # a minute that is no date
+@example([COMMON.replace("+0000", "+2400").encode()])
+@example([COMMON.replace("2025:09:26:53 +0000", "0001:00:00:30 +0001").encode()])
+@example([COMMON.replace('profile?x=1 HTTP/1.1"', 'p\\" 200 1 x" 500 5').encode()])
+@example([COMMON.replace("GET /api", "GET  /api").encode()])
+@example([COMMON.replace("/api/users/7/profile", "/a%00%ff/7").encode()])
+def test_the_fast_path_counts_what_parse_access_returns(lines):
+    """A block's lines counted at once: each as `parse_access` sees it, the others in order."""
+    raw = [line.replace(b"\n", b" ") for line in lines]
+    got = nginx.access_block_count(b"".join(line + b"\n" for line in raw))
+    expected = [nginx.parse_access(decode(line)) for line in raw]
+    if got is None:
+        # Only for a line of the common shape whose time does not parse: read line by line.
+        assert None in expected
+        assert any(nginx.access_block_count(line + b"\n") is None for line in raw)
+        return
+    n, counts, others = got
+    assert n == len(raw)
+    taken: Counter = Counter()
+    rest = []
+    for line, entry in zip(raw, expected, strict=True):
+        one = nginx.access_block_count(line + b"\n")
+        assert one is not None and one[0] == 1
+        if one[1]:
+            # Taken by the fast path: exactly what parse_access returns, and never a 5xx.
+            assert entry is not None and entry.status < 500
+            assert one[1] == {minute_route(entry): 1} and one[2] == []
+            taken.update(one[1])
+        else:
+            assert one[2] == [line]
+            rest.append(line)
+    assert Counter(counts) == taken and others == rest
+
+
+def test_common_access_lines_take_the_fast_path():
+    seed = (DATA / "seed-nginx-access.log").read_bytes()
+    n, counts, others = nginx.access_block_count(seed)
+    assert n == seed.count(b"\n")
+    # Only the 5xx lines are left to parse one by one.
+    assert [line.split(b'" ')[1][:3] for line in others] == [b"500"] * len(others)
+    assert sum(counts.values()) + len(others) == n
 
 
 @FUZZ
@@ -320,8 +409,22 @@ def test_a_scan_of_garbage_consumes_and_counts_every_line(kind, data, tmp_path):
         in_records = sum(len(i.lines) for i in items if isinstance(i, pylog.PyRecord))
         assert nonblank <= in_records + unparsed <= len(pieces)
     else:
-        # One event per non-blank line: parsed, or counted unparsed.
-        assert len(items) == nonblank
+        # One event per non-blank line: parsed (an event, or for an access log a request
+        # counted by minute and route), or counted unparsed.
+        requests = sum((Counter(b.requests) for b in batches), Counter())
+        assert len(items) + sum(requests.values()) == nonblank
+    if kind == "nginx_access":
+        # The same as parsing each line by itself: the same lines unparsed, the same 5xx lines
+        # as events, every request counted in its minute and route.
+        expected = [nginx.parse_access(t) for t in texts if t.strip()]
+        assert unparsed == expected.count(None)
+        events = [i for i in items if not isinstance(i, Unparsed)]
+        assert [e.line for e in events if e.status >= 500] == [
+            e.line for e in expected if e is not None and e.status >= 500
+        ]
+        assert Counter(map(minute_route, events)) + requests == Counter(
+            minute_route(e) for e in expected if e is not None
+        )
     for item in items:
         if not isinstance(item, Unparsed):
             assert_classifies(item)
