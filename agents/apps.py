@@ -18,3 +18,8 @@ class AgentsConfig(AppConfig):
             func="agents.tasks.agents_sweep_task",
             minutes_setting="AGENTS_SWEEP_MINUTES",
         )
+        schedules.schedule_register(
+            name="agents: submit and poll message batches",
+            func="agents.tasks.batches_work_task",
+            minutes_setting="AGENTS_BATCH_POLL_MINUTES",
+        )

@@ -10,7 +10,10 @@ import json
 import re
 import time
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -96,6 +99,7 @@ class ModelReply:
     message: Message
     request_id: str
     latency_ms: int
+    batch: bool = False  # answered through the Message Batches API (priced at half)
 
 
 _SONNET = re.compile(r"^claude-sonnet-(\d+)(?:-(\d+))?$")
@@ -178,6 +182,100 @@ class AnthropicBackend:
             raise ModelUnavailable(f"connection failed: {error}") from error
         latency = int((time.monotonic() - started) * 1000)
         return ModelReply(message=message, request_id=raw.request_id or "", latency_ms=latency)
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """What the Message Batches API says of one batch."""
+
+    batch_id: str
+    processing_status: str  # in_progress, canceling or ended
+    request_counts: dict[str, int]
+    expires_at: datetime | None
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One line of an ended batch's results: a reply, or why there is none."""
+
+    custom_id: str
+    kind: str  # succeeded, errored, canceled or expired
+    message: Message | None = None
+    error: str = ""
+
+
+def _batch_client() -> anthropic.Anthropic:
+    if not settings.ANTHROPIC_API_KEY:
+        raise ModelRequestRejected("ANTHROPIC_API_KEY is not set.")
+    return _client(
+        settings.ANTHROPIC_API_KEY,
+        settings.ANTHROPIC_BASE_URL,
+        settings.ANTHROPIC_TIMEOUT,
+        settings.ANTHROPIC_MAX_RETRIES,
+    )
+
+
+@contextmanager
+def _batch_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except anthropic.APIStatusError as error:
+        detail = f"{what}: {error.status_code} {error.message}"
+        if error.status_code in (408, 409, 429) or error.status_code >= 500:
+            raise ModelUnavailable(
+                detail, retry_after=_retry_after(error), request_id=error.request_id or ""
+            ) from error
+        raise ModelRequestRejected(detail, request_id=error.request_id or "") from error
+    except anthropic.APIConnectionError as error:
+        raise ModelUnavailable(f"{what}: connection failed: {error}") from error
+
+
+def _batch_state(batch: Any) -> BatchState:
+    return BatchState(
+        batch_id=batch.id,
+        processing_status=batch.processing_status,
+        request_counts=batch.request_counts.to_dict(),
+        expires_at=batch.expires_at,
+        ended_at=batch.ended_at,
+    )
+
+
+def batch_create(requests: list[tuple[str, ModelRequest]]) -> BatchState:
+    """Submit (custom_id, request) pairs as one Message Batch; each is sent as `create` would."""
+    client = _batch_client()
+    with _batch_errors("creating the batch"):
+        batch = client.messages.batches.create(
+            requests=[{"custom_id": cid, "params": req.params()} for cid, req in requests]
+        )
+    return _batch_state(batch)
+
+
+def batch_retrieve(batch_id: str) -> BatchState:
+    with _batch_errors(f"reading batch {batch_id}"):
+        return _batch_state(_batch_client().messages.batches.retrieve(batch_id))
+
+
+def batch_cancel(batch_id: str) -> BatchState:
+    with _batch_errors(f"cancelling batch {batch_id}"):
+        return _batch_state(_batch_client().messages.batches.cancel(batch_id))
+
+
+def batch_results(batch_id: str) -> list[BatchResult]:
+    """Every result of an ended batch, in the file's order (not the requests')."""
+    results = []
+    with _batch_errors(f"reading the results of batch {batch_id}"):
+        for line in _batch_client().messages.batches.results(batch_id):
+            result = line.result
+            if result.type == "succeeded":
+                results.append(BatchResult(line.custom_id, "succeeded", message=result.message))
+            elif result.type == "errored":
+                error = result.error.error
+                text = f"{getattr(error, 'type', 'error')}: {getattr(error, 'message', '')}"
+                results.append(BatchResult(line.custom_id, "errored", error=text))
+            else:
+                results.append(BatchResult(line.custom_id, result.type))
+    return results
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,9 @@ class AgentRun(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
+        # Its model call waits in a Message Batch (agents/services/batches.py): no step task
+        # and no sweep takes it until the batch answers or its time runs out.
+        BATCHED = "batched", "Waiting for its batch"
         AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
@@ -485,3 +488,78 @@ class SlackInteraction(models.Model):
 
     def __str__(self) -> str:
         return f"Slack {self.kind} {self.action} by {self.slack_user_id}"
+
+
+class MessageBatch(models.Model):
+    """One Message Batches API batch: the first model calls of backlog runs, at half price."""
+
+    class Status(models.TextChoices):
+        SUBMITTING = "submitting", "Being submitted"
+        IN_PROGRESS = "in_progress", "In progress"
+        ENDED = "ended", "Ended, results recorded"
+        FAILED = "failed", "Not submitted"
+
+    OPEN = (Status.SUBMITTING, Status.IN_PROGRESS)
+
+    batch_id = models.CharField(
+        max_length=100, unique=True, null=True, blank=True, help_text="The API's id (msgbatch_...)."
+    )
+    status = models.CharField(
+        max_length=16, choices=Status, default=Status.SUBMITTING, db_index=True
+    )
+    status_reason = models.TextField(blank=True)
+    processing_status = models.CharField(
+        max_length=16, blank=True, help_text="As the API last said: in_progress, canceling, ended."
+    )
+    request_counts = models.JSONField(default=dict, blank=True)
+    runs = models.ManyToManyField(AgentRun, through="BatchRequest", related_name="batches")
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    polled_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Batch {self.batch_id or f'#{self.pk}'}"
+
+
+class BatchRequest(models.Model):
+    """One run's step carried by a batch, from the moment it is held for one to its result."""
+
+    class State(models.TextChoices):
+        HELD = "held", "Waiting for a batch"
+        SUBMITTED = "submitted", "In a batch"
+        RECORDED = "recorded", "Reply recorded"
+        RELEASED = "released", "Back on the normal path"
+        DROPPED = "dropped", "Result not used: the run moved on"
+
+    run = models.ForeignKey(AgentRun, on_delete=models.PROTECT, related_name="batch_requests")
+    batch = models.ForeignKey(
+        MessageBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="requests"
+    )
+    step = models.PositiveIntegerField()
+    claim_token = models.UUIDField(help_text="The run's claim while the batch carries it.")
+    state = models.CharField(max_length=16, choices=State, default=State.HELD, db_index=True)
+    result_type = models.CharField(
+        max_length=16, blank=True, help_text="succeeded, errored, canceled or expired."
+    )
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "step"], name="agents_batchrequest_once")
+        ]
+
+    def __str__(self) -> str:
+        return self.custom_id
+
+    @property
+    def custom_id(self) -> str:
+        """The request's id inside its batch (the API allows [a-zA-Z0-9_-]{1,64})."""
+        return f"run{self.run_id}-step{self.step}"

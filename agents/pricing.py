@@ -4,6 +4,7 @@ The table is an estimate for the run's cost cap and the console; the invoice is 
 `AGENTS_MODEL_PRICES` (JSON: {"model-prefix": [input, output]}) overrides or extends it.
 Unknown models are priced high on purpose, so that the cost cap errs on the safe side.
 The replay backend is a recorded stand-in, not a paid call: its replies cost nothing.
+A call answered through the Message Batches API costs half, every kind of token alike.
 """
 
 from decimal import Decimal
@@ -24,6 +25,7 @@ PRICES: dict[str, tuple[str, str]] = {
 UNKNOWN = ("15", "75")
 CACHE_WRITE_FACTOR = Decimal("1.25")
 CACHE_READ_FACTOR = Decimal("0.1")
+BATCH_FACTOR = Decimal("0.5")
 MILLION = Decimal(1_000_000)
 # Backends whose replies nobody pays for.
 FREE_BACKENDS = frozenset({"replay"})
@@ -44,6 +46,7 @@ def cost_estimate(
     cache_read: int,
     cache_write: int,
     backend: str = "anthropic",
+    batch: bool = False,
 ) -> Decimal:
     """The estimated USD cost of one model call; nothing for a backend nobody pays for."""
     if backend in FREE_BACKENDS:
@@ -55,4 +58,6 @@ def cost_estimate(
         + cache_read * input_price * CACHE_READ_FACTOR
         + output_tokens * output_price
     ) / MILLION
+    if batch:
+        total *= BATCH_FACTOR
     return total.quantize(Decimal("0.000001"))

@@ -34,3 +34,19 @@ def agents_sweep_task() -> str:
         f"runs queued {report.runs_queued}, calls queued {report.calls_queued}, "
         f"interrupted {report.calls_interrupted}, expired {report.calls_expired}"
     )
+
+
+def batches_work_task() -> str:
+    from agents.services.batches import batches_work
+
+    report = batches_work()
+    return (
+        f"submitted {report.submitted}, recorded {report.recorded}, "
+        f"released {report.released}, dropped {report.dropped}"
+    )
+
+
+def batch_reply_dispatch_task(run_id: int) -> None:
+    from agents.services.batches import batch_reply_dispatch
+
+    batch_reply_dispatch(run_id=run_id)

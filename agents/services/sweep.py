@@ -21,6 +21,7 @@ from agents.notices import TASK as NOTICES_TASK
 from agents.notices import notices_due
 from agents.queue import enqueue_on_commit
 from agents.registry import toolset_get
+from agents.services.batches import batches_release_stale
 from agents.services.decisions import EXECUTE_TASK, proposal_expire, proposal_ttl_hours
 from agents.services.dispatch import turn_settle
 from agents.services.lifecycle import STEP_TASK, run_end, tool_call_close
@@ -56,6 +57,8 @@ def agents_sweep(*, now: datetime | None = None) -> SweepReport:
     for run_id, step in due_runs:
         enqueue_on_commit(STEP_TASK, run_id, step)
         report.runs_queued += 1
+    # A run waiting for its Message Batch (BATCHED) is none of the above until its time is up.
+    report.runs_queued += batches_release_stale(now=now)
 
     # A call waiting out a transient failure is due by the sweep's clock: the sweep clears its
     # delay as it queues it, so the task finds it due.

@@ -7,17 +7,25 @@ id, a missing model — so engine bugs surface as they would in production. `pus
 the next request unanswered until released, then drops it: a model call in flight. `latency`
 (seconds, 0 by default) is how long each Messages request waits before its answer, as a model
 thinking would; benchmarks set it, tests leave it at 0.
+
+The Message Batches endpoints (create, retrieve, results as JSONL, cancel) answer from the same
+script: each request of a new batch takes the next scripted reply, in order, as a Messages call
+would (an error status becomes an `errored` result; `push_batch_result("expired")` scripts an
+expired or canceled one). A batch stays `in_progress` until `batch_end()`; its results come
+back in reverse order, to prove they are matched by `custom_id`.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -47,6 +55,7 @@ class Scripted:
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False  # close the connection without an answer
+    batch_result: str = ""  # in a batch: "expired" or "canceled" instead of an answer
 
 
 @dataclass
@@ -64,6 +73,8 @@ class FakeAnthropic(LocalServer):
         self._ids = itertools.count(1)
         self._cached_prefixes: set[str] = set()
         self._lock = threading.Lock()
+        self.batches: dict[str, FakeBatch] = {}
+        self.duplicate_results = False  # each results line twice, as a retried download might
         self._serve(ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class()))
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -146,7 +157,24 @@ class FakeAnthropic(LocalServer):
 
     @property
     def message_requests(self) -> list[Recorded]:
-        return [r for r in self.requests if r.path.startswith("/v1/messages")]
+        return [r for r in self.requests if _is_messages(r.path)]
+
+    @property
+    def batch_requests(self) -> list[Recorded]:
+        """Every call to the batches endpoints (create, retrieve, results, cancel)."""
+        return [r for r in self.requests if r.path.startswith(BATCHES)]
+
+    def push_batch_result(self, kind: str) -> None:
+        """Script the next request in a batch to come back `expired` or `canceled`."""
+        self.push(Scripted(0, {}, batch_result=kind))
+
+    def batch_end(self, batch_id: str | None = None) -> None:
+        """End a batch (or every open one): its results become readable."""
+        with self._lock:
+            for batch in self.batches.values():
+                if batch_id in (None, batch.id) and batch.processing_status != "ended":
+                    batch.processing_status = "ended"
+                    batch.ended_at = datetime.now(UTC)
 
     # --- the API -------------------------------------------------------------------------
     def _message(
@@ -256,6 +284,8 @@ class FakeAnthropic(LocalServer):
         except json.JSONDecodeError:
             return self._error(400, "invalid_request_error", "body is not valid JSON")
         self.requests.append(Recorded(path=path, headers=headers, body=body))
+        if path.startswith(BATCHES):
+            return self._batches(path, headers, body, method="POST")
         if not path.startswith("/v1/messages"):
             return self._error(404, "not_found_error", f"no route {path}")
         if problem := self._invalid(body, headers):
@@ -265,6 +295,74 @@ class FakeAnthropic(LocalServer):
         if item is None:
             return self._error(500, "api_error", "fake Anthropic: no reply scripted for this call")
         return item(body) if callable(item) else item
+
+    # --- the Message Batches API ---------------------------------------------------------
+    def _batches(
+        self, path: str, headers: dict[str, str], body: dict[str, Any], *, method: str
+    ) -> Scripted:
+        keyed = headers.get("x-api-key") or headers.get("authorization", "").startswith("Bearer ")
+        if not keyed or not headers.get("anthropic-version"):
+            return self._error(401, "authentication_error", "an API key and anthropic-version")
+        route = path.split("?", 1)[0][len(BATCHES) :]
+        if method == "POST" and route == "":
+            return self._batch_create(headers, body)
+        match = re.fullmatch(r"/(msgbatch_\w+)(/results|/cancel)?", route)
+        batch = self.batches.get(match.group(1)) if match else None
+        if batch is None:
+            return self._error(404, "not_found_error", f"no batch at {path}")
+        action = match.group(2) or ""
+        if method == "GET" and action == "":
+            return Scripted(200, batch.as_json(self.base))
+        if method == "GET" and action == "/results":
+            if batch.processing_status != "ended":
+                return self._error(400, "invalid_request_error", "the batch has not ended")
+            lines = [json.dumps(r) for r in reversed(batch.results_now())]
+            if self.duplicate_results:
+                lines += lines
+            return Scripted(200, {"jsonl": "\n".join(lines) + "\n"})
+        if method == "POST" and action == "/cancel":
+            with self._lock:
+                if batch.processing_status != "ended":
+                    batch.cancel_initiated_at = datetime.now(UTC)
+                    batch.processing_status = "ended"
+                    batch.ended_at = batch.cancel_initiated_at
+                    batch.canceled = True
+            return Scripted(200, batch.as_json(self.base))
+        return self._error(405, "invalid_request_error", f"{method} {path} is not a route")
+
+    def _batch_create(self, headers: dict[str, str], body: dict[str, Any]) -> Scripted:
+        requests = body.get("requests")
+        if not isinstance(requests, list) or not requests:
+            return self._error(400, "invalid_request_error", "requests: at least one is required")
+        ids = [r.get("custom_id") for r in requests]
+        if len(set(ids)) != len(ids) or not all(
+            isinstance(i, str) and re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", i) for i in ids
+        ):
+            return self._error(400, "invalid_request_error", "custom_id: unique, [a-zA-Z0-9_-]")
+        batch = FakeBatch(id=f"msgbatch_fake_{next(self._ids):04d}")
+        for request in requests:
+            params = request.get("params") or {}
+            if params.get("stream"):
+                result = _errored("invalid_request_error", "stream is not allowed in a batch")
+            elif problem := self._invalid(params, headers):
+                result = _errored("invalid_request_error", problem)
+            else:
+                with self._lock:
+                    item = self._script.popleft() if self._script else None
+                scripted = None if item is None else item(params) if callable(item) else item
+                if scripted is None:
+                    result = _errored("api_error", "fake Anthropic: no reply scripted")
+                elif scripted.batch_result:
+                    result = {"type": scripted.batch_result}
+                elif scripted.drop or scripted.status != 200:
+                    error = scripted.body.get("error") or {"type": "api_error", "message": ""}
+                    result = _errored(error["type"], error["message"])
+                else:
+                    result = {"type": "succeeded", "message": scripted.body}
+            batch.results.append({"custom_id": request["custom_id"], "result": result})
+        with self._lock:
+            self.batches[batch.id] = batch
+        return Scripted(200, batch.as_json(self.base))
 
     @staticmethod
     def _error(status: int, kind: str, message: str) -> Scripted:
@@ -284,14 +382,29 @@ class FakeAnthropic(LocalServer):
                 raw = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 scripted = fake._respond(self.path, headers, raw)
-                if fake.latency > 0 and self.path.startswith("/v1/messages"):
+                if fake.latency > 0 and _is_messages(self.path):
                     time.sleep(fake.latency)
+                self._answer(scripted)
+
+            def do_GET(self) -> None:  # noqa: N802
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                fake.requests.append(Recorded(path=self.path, headers=headers, body={}))
+                if self.path.startswith(BATCHES):
+                    scripted = fake._batches(self.path, headers, {}, method="GET")
+                else:
+                    scripted = fake._error(404, "not_found_error", f"no route {self.path}")
+                self._answer(scripted)
+
+            def _answer(self, scripted: Scripted) -> None:
                 if scripted.drop:
                     self.close_connection = True
                     return
-                payload = json.dumps(scripted.body).encode()
+                if "jsonl" in scripted.body:
+                    payload, kind = scripted.body["jsonl"].encode(), "application/binary"
+                else:
+                    payload, kind = json.dumps(scripted.body).encode(), "application/json"
                 self.send_response(scripted.status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", kind)
                 self.send_header("content-length", str(len(payload)))
                 self.send_header("request-id", f"req_fake_{len(fake.requests):04d}")
                 # The SDK would retry a 4xx/5xx on its own judgement; say what the API says.
@@ -304,3 +417,55 @@ class FakeAnthropic(LocalServer):
                 pass
 
         return Handler
+
+
+BATCHES = "/v1/messages/batches"
+
+
+def _is_messages(path: str) -> bool:
+    return path.startswith("/v1/messages") and not path.startswith(BATCHES)
+
+
+def _errored(kind: str, message: str) -> dict[str, Any]:
+    return {
+        "type": "errored",
+        "error": {"type": "error", "error": {"type": kind, "message": message}},
+    }
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+@dataclass
+class FakeBatch:
+    id: str
+    results: list[dict[str, Any]] = field(default_factory=list)
+    processing_status: str = "in_progress"
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ended_at: datetime | None = None
+    cancel_initiated_at: datetime | None = None
+    canceled: bool = False
+
+    def results_now(self) -> list[dict[str, Any]]:
+        if not self.canceled:
+            return self.results
+        return [{"custom_id": r["custom_id"], "result": {"type": "canceled"}} for r in self.results]
+
+    def as_json(self, base: str) -> dict[str, Any]:
+        ended = self.processing_status == "ended"
+        counts = dict.fromkeys(("processing", "succeeded", "errored", "canceled", "expired"), 0)
+        for line in self.results_now():
+            counts[line["result"]["type"] if ended else "processing"] += 1
+        return {
+            "id": self.id,
+            "type": "message_batch",
+            "processing_status": self.processing_status,
+            "request_counts": counts,
+            "created_at": _time(self.created_at),
+            "expires_at": _time(self.created_at + timedelta(hours=24)),
+            "ended_at": _time(self.ended_at),
+            "cancel_initiated_at": _time(self.cancel_initiated_at),
+            "archived_at": None,
+            "results_url": f"{base}{BATCHES}/{self.id}/results" if ended else None,
+        }
