@@ -22,6 +22,7 @@ from agents.audit import audit_record
 from agents.models import AgentRun
 from agents.registry import UnknownToolset, toolset_get
 from agents.services import InvalidTransition, run_start
+from agents.services.batches import run_batch_hold
 from support.models import Message, Ticket
 from support.selectors import ticket_messages
 from support.services.tickets import SUBJECT_TYPE, ticket_triage
@@ -31,8 +32,12 @@ logger = logging.getLogger(__name__)
 TOOLSET = "support"
 
 
-def ticket_agent_start(ticket_id: int) -> AgentRun | None:
-    """Start the support agent's first run on a new ticket, if a support agent is configured."""
+def ticket_agent_start(ticket_id: int, *, batch: bool = False) -> AgentRun | None:
+    """Start the support agent's first run on a new ticket, if a support agent is configured.
+
+    With `batch` (backlog mode) its first model call waits for a Message Batch, at half price,
+    when the engine has batches on; otherwise it goes at once, as always.
+    """
     try:
         toolset_get(TOOLSET)
     except UnknownToolset:
@@ -51,7 +56,7 @@ def ticket_agent_start(ticket_id: int) -> AgentRun | None:
             ).exists():
                 return None  # started already: this call is a repeat
             ticket = ticket_triage(ticket_id=ticket_id, reason="The support agent started.")
-            return run_start(
+            run = run_start(
                 toolset=TOOLSET,
                 user_message=ticket_user_message(ticket=ticket),
                 subject_type=SUBJECT_TYPE,
@@ -62,6 +67,9 @@ def ticket_agent_start(ticket_id: int) -> AgentRun | None:
                     "customer_name": ticket.customer_name,
                 },
             )
+            if batch and run_batch_hold(run_id=run.pk):
+                run.status = AgentRun.Status.BATCHED
+            return run
     except InvalidTransition as error:
         logger.info("ticket %s: agent not started: %s", ticket_id, error)
         return None

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from agents.services.batches import batches_work_on_commit
 from agents.services.errors import InvalidTransition
 from support.admin.common import ReadOnlyMixin
 from support.admin.forms import DISCARD, REQUEUE, SEND, SEND_EDITED, AliasForm, ReplyForm
@@ -18,6 +19,7 @@ from support.mail.trust import AUTH_FAILED, HIDDEN_HTML, warned_messages
 from support.models import CustomerAlias, Message, RejectedEmail, ReplyDraft, Ticket
 from support.selectors import ticket_drafts, ticket_messages, ticket_refunds, ticket_runs
 from support.services.aliases import customer_alias_confirm
+from support.services.backlog import TRIAGE_PERMISSION, tickets_triage_in_batch
 from support.services.replies import (
     reply_can_send,
     reply_discard,
@@ -170,6 +172,7 @@ class TicketAdmin(ReadOnlyMixin, admin.ModelAdmin):
     exclude = ("spf_failed", "dmarc_failed", "hidden_content_dropped")
     inlines = [MessageInline]
     change_form_template = "support/ticket_change_form.html"
+    actions = ["triage_in_batch"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_messages=Count("messages"))
@@ -285,6 +288,28 @@ class TicketAdmin(ReadOnlyMixin, admin.ModelAdmin):
         else:
             messages.error(request, "Give the address to confirm.")
         return self._back(ticket.pk, "aliases")
+
+    # --- backlog mode ---------------------------------------------------------------------
+
+    def has_triage_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(TRIAGE_PERMISSION)
+
+    @admin.action(
+        description="Triage in a batch (half price, within hours)", permissions=["triage"]
+    )
+    def triage_in_batch(self, request: HttpRequest, queryset) -> None:
+        try:
+            report = tickets_triage_in_batch(
+                ticket_ids=list(queryset.values_list("pk", flat=True)), actor=request.user
+            )
+        except (InvalidTransition, PermissionDenied) as error:
+            self.message_user(request, str(error), messages.ERROR)
+            return
+        if report.held:
+            batches_work_on_commit()  # a worker submits the batch, never this request
+        self.message_user(
+            request, report.describe(), messages.SUCCESS if report.held else messages.WARNING
+        )
 
     @admin.display(description="Messages", ordering="_messages")
     def messages_count(self, obj: Ticket) -> int:

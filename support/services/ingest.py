@@ -55,10 +55,11 @@ class IngestResult:
         return text
 
 
-def ticket_ingest_email(*, raw: bytes, source: str) -> IngestResult:
+def ticket_ingest_email(*, raw: bytes, source: str, batch: bool = False) -> IngestResult:
     """Store one raw RFC 5322 message: a new ticket, a reply in its thread, or a duplicate.
 
-    A new ticket that a person wrote queues the support agent once the transaction commits.
+    A new ticket that a person wrote queues the support agent once the transaction commits
+    (with `batch`, its first model call waits for a Message Batch: docs/BACKLOG.md).
     Mail that cannot be read is kept as a RejectedEmail and reported, never dropped.
     """
     if source not in Message.Source.values:
@@ -74,7 +75,7 @@ def ticket_ingest_email(*, raw: bytes, source: str) -> IngestResult:
         )
     try:
         with transaction.atomic():
-            return _store(parsed=parsed, source=source)
+            return _store(parsed=parsed, source=source, batch=batch)
     except IntegrityError:
         # Another worker stored the same Message-ID between our check and our insert.
         existing = message_get_by_message_id(message_id=parsed.message_id)
@@ -83,7 +84,7 @@ def ticket_ingest_email(*, raw: bytes, source: str) -> IngestResult:
         return _duplicate(existing)
 
 
-def _store(*, parsed: ParsedEmail, source: str) -> IngestResult:
+def _store(*, parsed: ParsedEmail, source: str, batch: bool = False) -> IngestResult:
     if existing := message_get_by_message_id(message_id=parsed.message_id):
         return _duplicate(existing)
     parent = message_thread_parent(message_ids=parsed.thread_ids)
@@ -166,7 +167,7 @@ def _store(*, parsed: ParsedEmail, source: str) -> IngestResult:
 
         ticket_id = ticket.pk
         # robust: the ticket is stored whatever happens to the agent's start (it audits why).
-        transaction.on_commit(lambda: ticket_agent_start(ticket_id), robust=True)
+        transaction.on_commit(lambda: ticket_agent_start(ticket_id, batch=batch), robust=True)
     elif not parsed.is_auto_reply and ticket.status in TRANSITIONS["reopen"][0]:
         ticket_reopen(ticket_id=ticket.pk, reason="The customer wrote again.")
         reopened = True

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from agents.services.batches import batches_enabled
 from support.models import Message
 from support.services import ticket_ingest_email
 
@@ -22,8 +23,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("files", nargs="+", metavar="FILE")
+        parser.add_argument(
+            "--batch",
+            action="store_true",
+            help="Backlog mode: each new ticket's first model call waits for a Message Batch, at "
+            "half price (AGENTS_BATCH_ENABLED must be on; docs/BACKLOG.md).",
+        )
 
-    def handle(self, *args, files: list[str], **options):
+    def handle(self, *args, files: list[str], batch: bool = False, **options):
+        if batch and not batches_enabled():
+            raise CommandError("Backlog mode is off: set AGENTS_BATCH_ENABLED to use --batch.")
         total = failed = 0
         for name in files:
             for label, raw, problem in _messages(Path(name)):
@@ -32,7 +41,7 @@ class Command(BaseCommand):
                     failed += 1
                     self.stderr.write(f"{label}: error: {problem}")
                     continue
-                result = ticket_ingest_email(raw=raw, source=Message.Source.FILE)
+                result = ticket_ingest_email(raw=raw, source=Message.Source.FILE, batch=batch)
                 if result.ok:
                     self.stdout.write(f"{label}: {result.describe()}")
                 else:
