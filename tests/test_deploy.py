@@ -107,6 +107,33 @@ def test_the_units_run_the_production_settings_and_files_that_exist():
     assert "manage.py qcluster" in (DEPLOY / "systemd" / "countersign-qcluster.service").read_text()
 
 
+def test_systemd_accepts_the_units(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        pytest.skip("needs systemd-analyze")
+    for name in ("countersign-web.service", "countersign-qcluster.service"):
+        unit = (DEPLOY / "systemd" / name).read_text()
+        # This checkout, this user, and no env file needed: systemd checks what it would run.
+        unit = unit.replace("/srv/countersign", str(ROOT))
+        unit = re.sub(r"^(User|Group)=countersign$", r"\1=root", unit, flags=re.M)
+        unit = unit.replace("EnvironmentFile=/etc", "EnvironmentFile=-/etc")
+        (tmp_path / name).write_text(unit)
+    if not Path(GUNICORN).exists():
+        pytest.skip("needs gunicorn in this virtualenv")
+    venv = ROOT / ".venv" / "bin"
+    if Path(sys.executable).parent != venv:
+        for name in ("countersign-web.service", "countersign-qcluster.service"):
+            path = tmp_path / name
+            path.write_text(path.read_text().replace(str(venv), str(Path(sys.executable).parent)))
+    result = subprocess.run(
+        [analyze, "verify", *(str(tmp_path / n) for n in sorted(os.listdir(tmp_path)))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_nginx_serves_collected_static_files_and_proxies_the_rest(tmp_path):
     nginx, openssl = shutil.which("nginx"), shutil.which("openssl")
     if not (nginx and openssl):
@@ -184,8 +211,13 @@ def test_nginx_serves_collected_static_files_and_proxies_the_rest(tmp_path):
         # The console itself, through the proxy: the login page, with the admin's styles.
         status, _, body = get(f"{base}/admin/login/")
         assert status == 200 and b"/static/admin/css/base.css" in body
-        log = (tmp_path / "countersign.access.log").read_text().splitlines()
-        assert log and '"uri":"/admin/login/"' in log[-1] and '"upstream_status":"200"' in log[-1]
+        # NGINX writes the line after the answer: wait for it.
+        deadline, line = time.monotonic() + 10, ""
+        while not line and time.monotonic() < deadline:
+            lines = (tmp_path / "countersign.access.log").read_text().splitlines()
+            line = next((x for x in lines if '"uri":"/admin/login/"' in x), "")
+            time.sleep(0.05)
+        assert '"status":200' in line and '"upstream_status":"200"' in line, lines
     finally:
         for process in processes:
             process.terminate()
