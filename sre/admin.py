@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from agents.admin.base import LeanListMixin, url_pk
+from agents.admin.base import LeanListMixin, ScaleMixin, url_pk
 from agents.services.errors import InvalidTransition
 from sre import selectors, services
 from sre.dashboard import incident_chart_html
@@ -105,7 +105,7 @@ class LogSourceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Incident)
-class IncidentAdmin(LeanListMixin, ReadOnlyMixin, admin.ModelAdmin):
+class IncidentAdmin(ScaleMixin, LeanListMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "title",
@@ -222,13 +222,13 @@ class IncidentAdmin(LeanListMixin, ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(Spike)
-class SpikeAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class SpikeAdmin(ScaleMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("window_start", "server_errors", "baseline", "threshold", "detected_at")
     date_hierarchy = "window_start"
 
 
 @admin.register(TrafficWindow)
-class TrafficWindowAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class TrafficWindowAdmin(ScaleMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("window_start", "route_label", "requests", "server_errors")
     list_filter = ("window_start",)
     search_fields = ("route",)
@@ -240,7 +240,7 @@ class TrafficWindowAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(PatchProposal)
-class PatchProposalAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class PatchProposalAdmin(ScaleMixin, ReadOnlyMixin, admin.ModelAdmin):
     """Read-only; a patch is reviewed and decided on its proposal's review page."""
 
     list_display = ("__str__", "state", "incident", "review_link", "pr_url", "created_at")

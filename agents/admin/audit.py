@@ -9,9 +9,13 @@ from django.utils.html import format_html
 
 from agents.admin.approvals import ApprovalsMixin
 from agents.admin.base import (
+    BackendFilter,
     ExportMixin,
+    FixedChoicesFilter,
+    IndexedValuesFilter,
     ReadOnlyAdmin,
     RunToolsetFilter,
+    StaffFilter,
     ToolNameFilter,
     backend_badge,
     ellipsis,
@@ -26,6 +30,37 @@ from agents.models import AuditEvent, ModelCall, ToolCall
 
 class EventToolFilter(ToolNameFilter):
     field_path = "tool_call__tool_name"
+
+
+class StopReasonFilter(FixedChoicesFilter):
+    """The Messages API's stop reasons; a failed call has none."""
+
+    title = "stop reason"
+    parameter_name = "stop_reason"
+    values = tuple(
+        (name, name)
+        for name in (
+            "end_turn",
+            "tool_use",
+            "max_tokens",
+            "pause_turn",
+            "refusal",
+            "stop_sequence",
+            "model_context_window_exceeded",
+        )
+    )
+
+
+class ModelFilter(IndexedValuesFilter):
+    title = "model"
+    parameter_name = "model"
+
+
+class KindFilter(IndexedValuesFilter):
+    """Every kind of event the log holds: the domains add their own, so no fixed list."""
+
+    title = "kind"
+    parameter_name = "kind"
 
 
 @admin.register(ToolCall)
@@ -43,7 +78,7 @@ class ToolCallAdmin(ApprovalsMixin, ExportMixin, ReadOnlyAdmin):
     list_filter = (
         ToolNameFilter,
         "decision",
-        ("decided_by", admin.RelatedOnlyFieldListFilter),
+        ("decided_by", StaffFilter),
         RunToolsetFilter,
         "created_at",
         "status",
@@ -52,13 +87,13 @@ class ToolCallAdmin(ApprovalsMixin, ExportMixin, ReadOnlyAdmin):
     list_defer = ("run__messages", "run__system", "result")
     search_fields = (
         "tool_name",
-        "decided_by__username",
         "input_proposed",
         "input_executed",
         "result",
         "decision_reason",
         "tool_use_id",
     )
+    search_related = {"decided_by": ("username",)}
     json_search_fields = ("input_proposed", "input_executed", "result")
     export_name = "tool-calls"
     export_columns = {
@@ -215,7 +250,7 @@ class ModelCallAdmin(ExportMixin, ReadOnlyAdmin):
         "latency_ms",
         "failed",
     )
-    list_filter = ("backend", "stop_reason", "model", "created_at")
+    list_filter = (BackendFilter, StopReasonFilter, ModelFilter, "created_at")
     list_select_related = ("run",)
     list_defer = ("run__messages", "run__system", "response")
     search_fields = ("request_id", "message_id", "error")
@@ -309,22 +344,13 @@ class AuditEventAdmin(RetentionMixin, ExportMixin, ReadOnlyAdmin):
         "message_column",
     )
     list_display_links = ("created_column",)
-    list_filter = (
-        "kind",
-        EventToolFilter,
-        ("actor", admin.RelatedOnlyFieldListFilter),
-        "created_at",
-    )
+    list_filter = (KindFilter, EventToolFilter, ("actor", StaffFilter), "created_at")
     list_select_related = ("actor", "run", "tool_call")
     list_defer = ("run__messages", "run__system", "tool_call__result", "data")
-    search_fields = (
-        "kind",
-        "message",
-        "subject_id",
-        "tool_call__tool_name",
-        "actor__username",
-        "data",
-    )
+    # Events are found by tool with the tool filter: a search across the join to the tool
+    # calls would read every event.
+    search_fields = ("kind", "message", "subject_id", "data")
+    search_related = {"actor": ("username",)}
     json_search_fields = ("data",)
     export_name = "audit-events"
     export_columns = {

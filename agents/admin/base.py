@@ -1,4 +1,6 @@
-"""Pieces the console's admins share: read-only logs, exports of the filtered list, filters."""
+"""Pieces the console's admins share: read-only logs, exports of the filtered list, filters,
+and what keeps a list fast at a million rows (counts that stop counting, search the indexes
+serve, filters whose choices cost no scan)."""
 
 from __future__ import annotations
 
@@ -11,14 +13,18 @@ from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connections
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from agents.exports import FORMATS, export_response
+from agents.llm import BACKENDS
 from agents.registry import subject_url, toolset_list
 from agents.selectors import json_pretty, json_readable, toolset_label
 
@@ -40,16 +46,70 @@ class LeanListMixin:
         return LeanChangeList
 
 
-class JsonSearchMixin:
-    """Search JSON columns for text as it is stored there, escaped, as well as verbatim."""
+# A count stops here; past it the list says "about" and shows the planner's estimate.
+COUNT_CAP = 10_000
+# A search of a related table (users, tickets) becomes a list of ids up to this many.
+RELATED_IDS_CAP = 500
+
+
+class EstimatedCountPaginator(Paginator):
+    """Count at most COUNT_CAP rows; past that, PostgreSQL's estimate (`estimated` is True).
+
+    An exact COUNT(*) of a million rows reads them all, on every page; a person paging a list
+    needs "about 1,000,000" and the first pages. On SQLite (the embedded default, small) it
+    counts exactly.
+    """
+
+    estimated = False
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        connection = connections[queryset.db]
+        if connection.vendor != "postgresql":
+            return super().count
+        bounded = queryset.order_by()[: COUNT_CAP + 1].count()
+        if bounded <= COUNT_CAP:
+            return bounded
+        self.estimated = True
+        return max(self._estimate(queryset, connection), COUNT_CAP + 1)
+
+    @staticmethod
+    def _estimate(queryset: QuerySet, connection: Any) -> int:
+        if not queryset.query.where:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                    [queryset.model._meta.db_table],
+                )
+                row = cursor.fetchone()
+            if row and row[0] > 0:
+                return int(row[0])
+        plan = json.loads(queryset.order_by().explain(format="json"))
+        return int(plan[0]["Plan"]["Plan Rows"])
+
+
+class IndexedSearchMixin:
+    """Search that indexes can serve: text columns, JSON as text, related rows by their ids.
+
+    `search_fields` name this model's own columns (each has a trigram index on PostgreSQL, see
+    the console index migrations); `search_related` maps a foreign key to fields of the row it
+    points to, searched there first and matched here by id, so that every condition stays on
+    this table and the indexes can be combined (a condition across a join makes PostgreSQL
+    read the whole table).
+    """
 
     # JSON text escapes what sits inside a string value: quotes always, and on SQLite every
     # non-ASCII letter (Django writes with ensure_ascii). A search for `Müller` or `"stock": 10`
     # would miss those rows verbatim; the escaped spelling of the terms finds them.
     json_search_fields: tuple[str, ...] = ()
+    search_related: dict[str, tuple[str, ...]] = {}
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        terms = search_term.split()
+        if self.search_related and terms:
+            results = results | queryset.filter(self._related_match(terms))
         escaped = json.dumps(search_term.strip())[1:-1]
         if not self.json_search_fields or escaped == search_term.strip():
             return results, may_have_duplicates
@@ -60,8 +120,31 @@ class JsonSearchMixin:
             )
         return results | queryset.filter(match), may_have_duplicates
 
+    def _related_match(self, terms: list[str]) -> Q:
+        """Rows whose related row matches every term (in any of its searched fields)."""
+        match = Q()
+        for fk, fields in self.search_related.items():
+            related = self.model._meta.get_field(fk).related_model._default_manager
+            found = related.all()
+            for term in terms:
+                found = found.filter(
+                    reduce(operator.or_, (Q(**{f"{f}__icontains": term}) for f in fields))
+                )
+            ids = list(found.order_by().values_list("pk", flat=True)[: RELATED_IDS_CAP + 1])
+            # Past the cap, the subquery: slower, but it finds every row.
+            match |= Q(**{f"{fk}__in": ids if len(ids) <= RELATED_IDS_CAP else found.values("pk")})
+        return match
 
-class ReadOnlyAdmin(JsonSearchMixin, LeanListMixin, admin.ModelAdmin):
+
+class ScaleMixin:
+    """What a list of a large table needs: capped counts, no full count, no facet counts."""
+
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+
+
+class ReadOnlyAdmin(ScaleMixin, IndexedSearchMixin, LeanListMixin, admin.ModelAdmin):
     """An append-only log: rows can be listed and opened, never added, changed or deleted."""
 
     actions = None
@@ -132,6 +215,71 @@ class ToolsetFilter(admin.SimpleListFilter):
 
 class RunToolsetFilter(ToolsetFilter):
     field_path = "run__toolset"
+
+
+class FixedChoicesFilter(admin.SimpleListFilter):
+    """Filter a column by values known in advance: listing them costs no query."""
+
+    values: tuple[tuple[str, str], ...] = ()
+
+    def lookups(self, request, model_admin):
+        return list(self.values)
+
+    def queryset(self, request, queryset):
+        if self.value() is not None:
+            return queryset.filter(**{self.parameter_name: self.value()})
+        return queryset
+
+
+class BackendFilter(FixedChoicesFilter):
+    title = "backend"
+    parameter_name = "backend"
+    values = tuple((name, name) for name in BACKENDS)
+
+
+class IndexedValuesFilter(admin.SimpleListFilter):
+    """Filter by the values a column holds, found by walking its index, not by DISTINCT.
+
+    A DISTINCT over a million rows reads them all; on PostgreSQL a recursive query asks the
+    index for the next larger value, once per value (a loose index scan), so ten values cost
+    ten index probes. The column needs a B-tree index.
+    """
+
+    def lookups(self, request, model_admin):
+        model = model_admin.model
+        column = model._meta.get_field(self.parameter_name).column
+        connection = connections[model_admin.get_queryset(request).db]
+        if connection.vendor != "postgresql":
+            values = (
+                model._default_manager.order_by(self.parameter_name)
+                .values_list(self.parameter_name, flat=True)
+                .distinct()
+            )
+            return [(v, v or "(none)") for v in values]
+        table, col = (connection.ops.quote_name(n) for n in (model._meta.db_table, column))
+        sql = (
+            f"WITH RECURSIVE v(x) AS ((SELECT {col} FROM {table} ORDER BY {col} LIMIT 1) "
+            f"UNION ALL SELECT (SELECT {col} FROM {table} WHERE {col} > v.x ORDER BY {col} "
+            f"LIMIT 1) FROM v WHERE v.x IS NOT NULL) SELECT x FROM v WHERE x IS NOT NULL"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            return [(v, v or "(none)") for (v,) in cursor.fetchall()]
+
+    def queryset(self, request, queryset):
+        if self.value() is not None:
+            return queryset.filter(**{self.parameter_name: self.value()})
+        return queryset
+
+
+class StaffFilter(admin.RelatedFieldListFilter):
+    """Filter by a person: the staff (a short list), not a DISTINCT over every row."""
+
+    def field_choices(self, field, request, model_admin):
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        return field.get_choices(
+            include_blank=False, limit_choices_to={"is_staff": True}, ordering=ordering
+        )
 
 
 def json_block(value: Any) -> str:

@@ -13,7 +13,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from agents.admin.base import (
+    BackendFilter,
     LeanListMixin,
+    ScaleMixin,
     ToolsetFilter,
     backend_badge,
     json_block,
@@ -26,7 +28,7 @@ from agents.services import InvalidTransition, run_cancel
 
 
 @admin.register(AgentRun)
-class AgentRunAdmin(LeanListMixin, admin.ModelAdmin):
+class AgentRunAdmin(ScaleMixin, LeanListMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "agent",
@@ -40,7 +42,7 @@ class AgentRunAdmin(LeanListMixin, admin.ModelAdmin):
     )
     list_display_links = ("id", "agent")
     list_defer = ("messages", "system")
-    list_filter = ("status", ToolsetFilter, "backend", "created_at")
+    list_filter = ("status", ToolsetFilter, BackendFilter, "created_at")
     search_fields = ("subject_id", "status_reason")
     actions = ["cancel_selected"]
     change_form_template = "admin/agents/agentrun/change_form.html"

@@ -13,7 +13,13 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from agents.admin.base import seconds, url_pk
+from agents.admin.base import (
+    FixedChoicesFilter,
+    IndexedSearchMixin,
+    ScaleMixin,
+    seconds,
+    url_pk,
+)
 from support.admin.common import ReadOnlyMixin
 from support.models import Refund
 from support.payments.types import money
@@ -31,8 +37,24 @@ def refund_money(refund: Refund, cents: int | None = None) -> str:
     return money(refund.amount if cents is None else cents, refund.currency or "usd")
 
 
+class GatewayFilter(FixedChoicesFilter):
+    title = "gateway"
+    parameter_name = "gateway"
+    values = (("stripe", "Stripe"), ("sandbox", "Sandbox (no money moves)"))
+
+
+class ProviderStatusFilter(FixedChoicesFilter):
+    """Stripe's refund statuses."""
+
+    title = "payments service says"
+    parameter_name = "provider_status"
+    values = tuple(
+        (s, s) for s in ("pending", "requires_action", "succeeded", "failed", "canceled")
+    )
+
+
 @admin.register(Refund)
-class RefundAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class RefundAdmin(ScaleMixin, IndexedSearchMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "created_column",
@@ -44,9 +66,11 @@ class RefundAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "review_link",
     )
     list_display_links = None
-    list_filter = ("tool_call__status", "gateway", "provider_status", "created_at")
+    list_filter = ("tool_call__status", GatewayFilter, ProviderStatusFilter, "created_at")
     list_select_related = REFUND_RELATED
-    search_fields = ("charge_id", "provider_refund_id", "ticket__subject", "ticket__customer_email")
+    search_fields = ("charge_id", "provider_refund_id")
+    # Searched in the tickets, matched here by id: see IndexedSearchMixin.
+    search_related = {"ticket": ("subject", "customer_email")}
     date_hierarchy = "created_at"
     change_list_template = "support/refund_change_list.html"
 

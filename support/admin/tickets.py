@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from agents.admin.base import ScaleMixin
 from agents.services.batches import batches_work_on_commit
 from agents.services.errors import InvalidTransition
 from support.admin.common import ReadOnlyMixin
@@ -143,7 +145,7 @@ class MessageInline(ReadOnlyMixin, admin.StackedInline):
 
 
 @admin.register(Ticket)
-class TicketAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class TicketAdmin(ScaleMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "subject",
@@ -175,7 +177,19 @@ class TicketAdmin(ReadOnlyMixin, admin.ModelAdmin):
     actions = ["triage_in_batch"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(_messages=Count("messages"))
+        # Counted per shown row: a join and GROUP BY would count every ticket's mail first.
+        counted = (
+            Message.objects.filter(ticket=OuterRef("pk"))
+            .order_by()
+            .values("ticket")
+            .annotate(n=Count("*"))
+            .values("n")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(_messages=Coalesce(Subquery(counted, output_field=IntegerField()), 0))
+        )
 
     # --- the ticket page: replies, refunds, runs, aliases ------------------------------------
 
