@@ -83,6 +83,16 @@ class Site:
         other.workers = self.workers
         return other
 
+    def execute(self, *statements: str) -> None:
+        if self.url.startswith("sqlite:"):
+            with sqlite3.connect(self.url.removeprefix("sqlite:///")) as conn:
+                for sql in statements:
+                    conn.execute(sql)
+            return
+        with psycopg.connect(self.url.replace("postgres://", "postgresql://")) as conn:
+            for sql in statements:
+                conn.execute(sql)
+
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         if self.url.startswith("sqlite:"):
             with sqlite3.connect(self.url.removeprefix("sqlite:///")) as conn:
@@ -199,8 +209,18 @@ def _world(request, tmp_path_factory, _anthropic_server):
 
 @pytest.fixture
 def world(_world, fake_anthropic):
-    """The module's deployment with the fakes; the workers a test started are killed after it."""
+    """The module's deployment with the fakes; the workers a test started are killed after it.
+
+    What a test left unfinished is cancelled (by SQL, as no worker is left), so a later test's
+    sweep never drives it on with that test's scripted replies.
+    """
     yield _world
     for process in _world.site.workers:
         _world.site.worker_kill(process)
     _world.site.workers.clear()
+    _world.site.execute(
+        "UPDATE agents_toolcall SET status = 'cancelled' WHERE status IN "
+        "('preparing', 'awaiting_approval', 'queued', 'executing')",
+        "UPDATE agents_agentrun SET status = 'cancelled' WHERE status IN "
+        "('queued', 'running', 'awaiting_approval')",
+    )

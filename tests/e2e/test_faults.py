@@ -66,8 +66,10 @@ def test_a_worker_killed_just_after_the_reply_was_saved_resumes_and_ships_once(
     site.wait_for(f"SELECT count(*) FROM agents_toolcall WHERE tool_use_id = '{ship}'", 1)
     site.worker_kill(worker)  # wherever it was: dispatching the call, checking it, notifying
 
+    # The sweep on the real clock: the claim is stale after a few seconds. (One dated minutes
+    # ahead would also find a call killed mid-check overdue and fail it: right at that hour,
+    # not what this test is about.)
     time.sleep(6)
-    site.sweep()
     site.worker_start()
     sweep_until(world, lambda: world.call(ship)[1] == "awaiting_approval")
     fake_anthropic.push_text("Two gears are on their way.")
