@@ -34,9 +34,35 @@ def audit_record(
     data: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one audit event. Call it inside the transaction of the change it describes."""
+    event = audit_event(
+        kind=kind,
+        message=message,
+        actor=actor,
+        run=run,
+        tool_call=tool_call,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        data=data,
+    )
+    event.save(force_insert=True)
+    return event
+
+
+def audit_event(
+    *,
+    kind: str,
+    message: str = "",
+    actor: Any = None,
+    run: AgentRun | None = None,
+    tool_call: ToolCall | None = None,
+    subject_type: str = "",
+    subject_id: str | int = "",
+    data: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """An audit event not yet saved: for a change that saves its events together (bulk)."""
     if run is not None and not subject_type:
         subject_type, subject_id = run.subject_type, run.subject_id
-    return AuditEvent.objects.create(
+    return AuditEvent(
         kind=kind,
         message=nul_free(message),
         actor=actor if getattr(actor, "is_authenticated", False) else None,

@@ -20,8 +20,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agents import redaction
-from agents.audit import audit_record
-from agents.models import AgentRun, ToolCall
+from agents.audit import audit_event, nul_free
+from agents.models import AgentRun, AuditEvent, ToolCall
 from agents.registry import TRANSIENT, Escalate, ToolContext, ToolError, toolset_get
 from agents.services.lifecycle import run_end, run_requeue, run_wait_for_approval, tool_call_close
 from agents.services.proposals import (
@@ -49,6 +49,59 @@ def errors_describe(error: pydantic.ValidationError) -> tuple[str, list[dict[str
     ]
 
 
+def call_fields(toolset: Any, name: str, data: Any, *, now: Any) -> tuple[Any, dict[str, Any]]:
+    """The tool a tool_use block names (or None) and its new call's status fields.
+
+    Invalid input and unknown tools are answered at once with an is_error result; a tool that
+    needs approval is checked first (preparing); any other is queued to run.
+    """
+    tool = toolset.get(name)
+    fields: dict[str, Any] = {"requires_approval": False}
+    if tool is None:
+        known = ", ".join(sorted(toolset.tools)) or "none"
+        message = f"There is no tool named {name!r}. Tools you can use: {known}."
+        fields.update(
+            status=TC.INVALID,
+            validation_errors=[{"loc": [], "msg": message, "type": "unknown_tool"}],
+            result=message,
+            is_error=True,
+            finished_at=now,
+        )
+        return None, fields
+    fields["requires_approval"] = tool.requires_approval
+    fields["approval_permission"] = tool.approval_permission or ""
+    try:
+        tool.validate(data)
+    except pydantic.ValidationError as error:
+        summary, details = errors_describe(error)
+        fields.update(
+            status=TC.INVALID,
+            validation_errors=details,
+            result=f"Invalid input for {tool.name}: {summary}. Nothing ran; "
+            "correct the input and call the tool again.",
+            is_error=True,
+            finished_at=now,
+        )
+    else:
+        if tool.requires_approval:
+            fields["status"] = TC.PREPARING  # checked before anyone may approve
+        else:
+            fields.update(status=TC.QUEUED, decision=ToolCall.Decision.AUTO)
+    return tool, fields
+
+
+def refusal_event(call: ToolCall, *, run: AgentRun) -> AuditEvent:
+    """The audit event of a call answered at once as invalid (or naming no tool we have)."""
+    unknown = any(e.get("type") == "unknown_tool" for e in call.validation_errors or [])
+    return audit_event(
+        kind="tool.refused",
+        run=run,
+        tool_call=call,
+        message=call.result,
+        data={"tool": call.tool_name, "reason": "unknown tool" if unknown else "invalid"},
+    )
+
+
 def tool_calls_create(*, run: AgentRun) -> list[ToolCall]:
     """Record a ToolCall for each tool_use block of the run's last reply (once per block)."""
     toolset = toolset_get(run.toolset)
@@ -60,38 +113,7 @@ def tool_calls_create(*, run: AgentRun) -> list[ToolCall]:
         if existing is not None:
             calls.append(existing)
             continue
-        tool = toolset.get(block["name"])
-        fields: dict[str, Any] = {"requires_approval": False}
-        if tool is None:
-            known = ", ".join(sorted(toolset.tools)) or "none"
-            message = f"There is no tool named {block['name']!r}. Tools you can use: {known}."
-            fields.update(
-                status=TC.INVALID,
-                validation_errors=[{"loc": [], "msg": message, "type": "unknown_tool"}],
-                result=message,
-                is_error=True,
-                finished_at=now,
-            )
-        else:
-            fields["requires_approval"] = tool.requires_approval
-            fields["approval_permission"] = tool.approval_permission or ""
-            try:
-                tool.validate(block["input"])
-            except pydantic.ValidationError as error:
-                summary, details = errors_describe(error)
-                fields.update(
-                    status=TC.INVALID,
-                    validation_errors=details,
-                    result=f"Invalid input for {tool.name}: {summary}. Nothing ran; "
-                    "correct the input and call the tool again.",
-                    is_error=True,
-                    finished_at=now,
-                )
-            else:
-                if tool.requires_approval:
-                    fields["status"] = TC.PREPARING  # checked before anyone may approve
-                else:
-                    fields.update(status=TC.QUEUED, decision=ToolCall.Decision.AUTO)
+        tool, fields = call_fields(toolset, block["name"], block["input"], now=now)
         call = ToolCall.objects.create(
             run=run,
             tool_use_id=block["id"],
@@ -104,18 +126,87 @@ def tool_calls_create(*, run: AgentRun) -> list[ToolCall]:
         if tool is not None and call.status == TC.PREPARING:
             proposal_create(call=call, tool=tool)
         if call.status == TC.INVALID:
-            audit_record(
-                kind="tool.refused",
-                run=run,
-                tool_call=call,
-                message=call.result,
-                data={
-                    "tool": call.tool_name,
-                    "reason": "unknown tool" if tool is None else "invalid",
-                },
-            )
+            refusal_event(call, run=run).save()
         calls.append(call)
     return calls
+
+
+def turn_run_at_once(*, run: AgentRun, blocks: list[dict[str, Any]]) -> list[ToolCall] | None:
+    """Answer a turn whose every call is a look-up, before anything is saved; or None.
+
+    For a reply that asks only for tools that run without approval and may run twice (reads,
+    look-ups) or for tools that do not exist or with invalid input, running them before the
+    reply is saved changes nothing a crash could leave half done: the step is taken again. The
+    calls come back unsaved, answered, for the step to record with the reply in one
+    transaction. Anything else (a proposal, a tool that must not run twice, an outage, an
+    escalation) gives None, and the turn goes the general way: saved first, then dispatched.
+    """
+    toolset = toolset_get(run.toolset)
+    now = timezone.now()
+    planned = []
+    for position, block in enumerate(blocks):
+        tool, fields = call_fields(toolset, block["name"], block["input"], now=now)
+        if fields["status"] not in (TC.INVALID, TC.QUEUED) or (
+            fields["status"] == TC.QUEUED and not tool.safe_to_retry
+        ):
+            return None
+        call = ToolCall(
+            run=run,
+            tool_use_id=block["id"],
+            turn=run.turns,
+            position=position,
+            tool_name=block["name"],
+            input_proposed=block["input"],
+            **fields,
+        )
+        planned.append((tool, call))
+    for tool, call in planned:
+        if call.status == TC.INVALID:
+            continue
+        call.status, call.attempts, call.started_at = TC.EXECUTING, 1, timezone.now()
+        started = time.monotonic()
+        escalation = None
+        try:
+            content, is_error, escalation = handler_outcome(tool, call)
+        except ToolError as error:
+            content, is_error = str(error), True
+        except pydantic.ValidationError as error:
+            content = f"Invalid input for {call.tool_name}: {errors_describe(error)[0]}"
+            is_error = True
+        except TRANSIENT:
+            return None
+        if escalation is not None:
+            return None
+        call.status = TC.FAILED if is_error else TC.SUCCEEDED
+        call.result, call.is_error = nul_free(content), is_error
+        call.finished_at = timezone.now()
+        call.duration_ms = int((time.monotonic() - started) * 1000)
+    return [call for _, call in planned]
+
+
+def turn_results(calls: list[ToolCall]) -> dict[str, Any]:
+    """The user message that answers a turn: each call's tool_result, masked, in order."""
+    return {
+        "role": "user",
+        "content": [
+            {
+                "type": "tool_result",
+                "tool_use_id": call.tool_use_id,
+                "content": redaction.mask(call.result),
+                "is_error": bool(call.is_error),
+            }
+            for call in calls
+        ],
+    }
+
+
+def results_sent_event(*, run: AgentRun, calls: list[ToolCall]) -> AuditEvent:
+    return audit_event(
+        kind="run.results_sent",
+        run=run,
+        message=f"{len(calls)} tool result(s) sent back to Claude.",
+        data={"tool_use_ids": [c.tool_use_id for c in calls]},
+    )
 
 
 def turn_dispatch(*, run_id: int) -> None:
@@ -165,22 +256,7 @@ def tool_call_execute(*, tool_call_id: int, settle: bool = True) -> None:
                 if settle:
                     turn_settle(run_id=call.run_id)
                 return
-        context = ToolContext(
-            run=call.run,
-            tool_call=call,
-            idempotency_key=call.idempotency_key,
-            approved_by=call.decided_by,
-            edited=call.input_executed is not None,
-            phase="execution",
-            value=value,
-            record=record,
-            attempt=call.attempts,
-        )
-        outcome = tool.handler(context, value)
-        if isinstance(outcome, Escalate):
-            escalation = outcome
-            outcome = outcome.content or f"Escalated to a person: {outcome.reason}"
-        content, is_error = _content(outcome), False
+        content, is_error, escalation = handler_outcome(tool, call, value=value, record=record)
     except ToolError as error:
         content, is_error = str(error), True
     except TRANSIENT as error:
@@ -195,9 +271,6 @@ def tool_call_execute(*, tool_call_id: int, settle: bool = True) -> None:
         )
     except pydantic.ValidationError as error:
         content, is_error = f"Invalid input for {call.tool_name}: {errors_describe(error)[0]}", True
-    except Exception as error:  # a handler's bug must not lose the run
-        logger.exception("tool call %s (%s) raised", call.pk, call.tool_name)
-        content, is_error = f"The tool failed unexpectedly: {error_text(error)}", True
     if call.input_executed is not None:
         content = (
             "A reviewer edited your input before approving it. What ran: "
@@ -223,6 +296,41 @@ def tool_call_execute(*, tool_call_id: int, settle: bool = True) -> None:
         turn_settle(run_id=call.run_id)
 
 
+def handler_outcome(
+    tool: Any, call: ToolCall, *, value: Any = None, record: Any = None
+) -> tuple[str, bool, Escalate | None]:
+    """Run the tool's handler for the call: (content, is_error, escalation).
+
+    A ToolError is the tool's refusal, told to Claude; a handler's bug is told too and logged,
+    and never loses the run. Transient failures (and invalid input) are the caller's to handle.
+    """
+    if value is None:
+        value = tool.validate(call.effective_input)
+    context = ToolContext(
+        run=call.run,
+        tool_call=call,
+        idempotency_key=call.idempotency_key,
+        approved_by=call.decided_by,
+        edited=call.input_executed is not None,
+        phase="execution",
+        value=value,
+        record=record,
+        attempt=call.attempts,
+    )
+    try:
+        outcome = tool.handler(context, value)
+    except (ToolError, pydantic.ValidationError, *TRANSIENT):
+        raise
+    except Exception as error:  # a handler's bug must not lose the run
+        logger.exception("tool call %s (%s) raised", call.pk, call.tool_name)
+        return f"The tool failed unexpectedly: {error_text(error)}", True, None
+    escalation = None
+    if isinstance(outcome, Escalate):
+        escalation = outcome
+        outcome = outcome.content or f"Escalated to a person: {outcome.reason}"
+    return _content(outcome), False, escalation
+
+
 def _content(outcome: Any) -> str:
     if outcome is None:
         return "Done."
@@ -244,22 +352,8 @@ def turn_settle(*, run_id: int) -> None:
             return
         calls = list(run.tool_calls.filter(turn=run.turns).order_by("position"))
         if all(call.is_answered for call in calls):
-            results = [
-                {
-                    "type": "tool_result",
-                    "tool_use_id": call.tool_use_id,
-                    "content": redaction.mask(call.result),
-                    "is_error": bool(call.is_error),
-                }
-                for call in calls
-            ]
-            run.messages = [*run.messages, {"role": "user", "content": results}]
-            audit_record(
-                kind="run.results_sent",
-                run=run,
-                message=f"{len(results)} tool result(s) sent back to Claude.",
-                data={"tool_use_ids": [c.tool_use_id for c in calls]},
-            )
+            run.messages = [*run.messages, turn_results(calls)]
+            results_sent_event(run=run, calls=calls).save()
             run_requeue(run)
         elif run.status == AgentRun.Status.RUNNING and any(
             call.status in ToolCall.WAITING for call in calls

@@ -5,6 +5,9 @@ Every function here expects to run inside a transaction with the run row locked.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.db import transaction
@@ -19,6 +22,27 @@ Status = AgentRun.Status
 STEP_TASK = "agents.tasks.run_advance_task"
 
 
+# The run whose steps this task takes one after another (see runs.run_drive): its next step is
+# not queued on the broker as well.
+_driving: ContextVar[int | None] = ContextVar("driving", default=None)
+
+
+@contextmanager
+def driving(run_id: int) -> Iterator[None]:
+    """While inside, this task takes the run's next steps itself."""
+    token = _driving.set(run_id)
+    try:
+        yield
+    finally:
+        _driving.reset(token)
+
+
+def step_queue_on_commit(run: AgentRun) -> None:
+    """Queue the run's step once this transaction commits, unless this task takes it itself."""
+    if _driving.get() != run.pk:
+        enqueue_on_commit(STEP_TASK, run.pk, run.step)
+
+
 def run_requeue(run: AgentRun) -> None:
     """Release the claim, move to the next step and queue it once this transaction commits."""
     run.status = Status.QUEUED
@@ -27,7 +51,7 @@ def run_requeue(run: AgentRun) -> None:
     run.claimed_at = None
     run.step += 1
     run.save()
-    enqueue_on_commit(STEP_TASK, run.pk, run.step)
+    step_queue_on_commit(run)
 
 
 def run_wait_for_approval(run: AgentRun) -> None:

@@ -8,6 +8,7 @@ step and does nothing, so one step never makes two model calls.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import uuid
@@ -21,13 +22,21 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from agents import llm, redaction
-from agents.audit import audit_record, nul_free
-from agents.models import AgentRun, ModelCall
+from agents.audit import audit_event, audit_record, nul_free
+from agents.models import AgentRun, AuditEvent, ModelCall, ToolCall
 from agents.pricing import cost_estimate
 from agents.prompts import prompt_get
 from agents.queue import enqueue_on_commit
 from agents.registry import toolset_get
-from agents.services.dispatch import tool_calls_create, turn_dispatch
+from agents.services import lifecycle
+from agents.services.dispatch import (
+    refusal_event,
+    results_sent_event,
+    tool_calls_create,
+    turn_dispatch,
+    turn_results,
+    turn_run_at_once,
+)
 from agents.services.errors import InvalidTransition
 from agents.services.lifecycle import run_end, run_requeue
 
@@ -80,21 +89,27 @@ def run_start(
     return run
 
 
-def run_advance(*, run_id: int, step: int) -> None:
-    """Do the work of one step: dispatch a saved reply's tool calls, or make one model call."""
+def run_advance(*, run_id: int, step: int, run: AgentRun | None = None) -> AgentRun | None:
+    """Do the work of one step: dispatch a saved reply's tool calls, or make one model call.
+
+    `run` is the run as this task last saved it (its next step): claimed by compare-and-set on
+    the step, it cannot have changed since, so it is not read again. Returns the run as the step
+    left it when the step saved everything in one transaction (a turn of look-ups), else None.
+    """
     token = _run_claim(run_id=run_id, step=step)
     if token is None:
         logger.info("run %s step %s: already claimed or moved on; nothing to do", run_id, step)
-        return
-    run = AgentRun.objects.get(pk=run_id)
+        return None
+    if run is None or run.pk != run_id or run.step != step:
+        run = AgentRun.objects.get(pk=run_id)
     if _last_reply_unanswered(run):
         # A worker saved the reply and died before its tool calls were answered.
         tool_calls_create(run=run)
         turn_dispatch(run_id=run.pk)
-        return
+        return None
     if reason := _cap_reached(run):
         _run_end_claimed(run=run, token=token, status=Status.FAILED, reason=reason)
-        return
+        return None
     request = llm.ModelRequest(
         toolset=run.toolset,
         model=run.model,
@@ -108,36 +123,52 @@ def run_advance(*, run_id: int, step: int) -> None:
         reply = llm.backend_get(run.backend).create(request)
     except llm.ModelUnavailable as error:
         _model_unavailable(run=run, token=token, error=error)
-        return
+        return None
     except llm.ModelError as error:
         _model_call_error_record(run=run, error=error)
         _run_end_claimed(
             run=run, token=token, status=Status.FAILED, reason=f"The model call failed: {error}"
         )
-        return
+        return None
+    answered = _turn_at_once(run=run, token=token, reply=reply)
+    if answered is not None:
+        return answered
     if _reply_record(run_id=run.pk, token=token, reply=reply):
         turn_dispatch(run_id=run.pk)
+    return None
 
 
 def run_drive(*, run_id: int, step: int) -> None:
     """Advance the run at `step`, then go on in this task with each next step due at once.
 
-    Every step is still queued on commit: the broker's copy is the safety net if this process
-    dies, and finds its step claimed or moved on when it comes (one UPDATE, nothing else). What
-    continues here never waits for the broker's poll between a tool result and the next model
-    call. Bounded by the turn cap and by a quarter of the task timeout (django-q2 kills a task
+    What continues here never waits for the broker between a tool result and the next model
+    call, and the next step is not queued while this task will take it (queued, it would only
+    find its step claimed). When the loop stops with a step due (the deadline, the bound), that
+    step is queued; if this process dies in between, the sweep queues it (a queued run left
+    alone). Bounded by the turn cap and by a quarter of the task timeout (django-q2 kills a task
     that outlives it, so a step begun late still has most of it); a step with a delay (a retry)
-    is left to the broker.
+    is left to the sweep.
     """
     deadline = time.monotonic() + settings.Q_CLUSTER.get("timeout", 300) / 4
-    for _ in range(2 * settings.AGENTS_MAX_TURNS + 2):
-        run_advance(run_id=run_id, step=step)
-        if time.monotonic() > deadline:
-            return
-        due = _step_due(AgentRun.objects.filter(pk=run_id))
-        if due is None or due[1] == step:
-            return
-        step = due[1]
+    run: AgentRun | None = None
+    with lifecycle.driving(run_id):
+        for _ in range(2 * settings.AGENTS_MAX_TURNS + 2):
+            run = run_advance(run_id=run_id, step=step, run=run)
+            if time.monotonic() > deadline:
+                break
+            if run is not None:
+                if run.status != Status.QUEUED or run.next_attempt_at is not None:
+                    return
+                step = run.step
+                continue
+            due = _step_due(AgentRun.objects.filter(pk=run_id))
+            if due is None:
+                return
+            if due[1] == step:
+                break
+            step = due[1]
+    if due := _step_due(AgentRun.objects.filter(pk=run_id)):
+        enqueue_on_commit(STEP_TASK, *due)
 
 
 def run_continue(*, tool_call_id: int) -> None:
@@ -209,6 +240,129 @@ def _usage(message: Any) -> dict[str, int]:
     }
 
 
+def _model_call(*, run: AgentRun, reply: llm.ModelReply, usage: dict[str, int], cost: Decimal):
+    message = reply.message
+    return ModelCall(
+        run=run,
+        step=run.step,
+        backend=run.backend,
+        model=message.model or run.model,
+        request_id=reply.request_id,
+        message_id=message.id,
+        stop_reason=message.stop_reason or "",
+        latency_ms=reply.latency_ms,
+        cost_usd=cost,
+        response=nul_free(message.to_dict(mode="json")),
+        **usage,
+    )
+
+
+def _reply_cost(run: AgentRun, usage: dict[str, int]) -> Decimal:
+    return cost_estimate(
+        model=run.model,
+        input_tokens=usage["input_tokens"],
+        output_tokens=usage["output_tokens"],
+        cache_read=usage["cache_read_tokens"],
+        cache_write=usage["cache_write_tokens"],
+        backend=run.backend,
+    )
+
+
+def _reply_count(run: AgentRun, reply: llm.ModelReply, usage: dict[str, int], cost: Decimal):
+    """Count the reply on the run: one more turn, its tokens and cost; no retry pending."""
+    run.turns += 1
+    run.attempts = 0
+    run.next_attempt_at = None
+    run.last_stop_reason = reply.message.stop_reason or ""
+    run.cost_usd += cost
+    run.input_tokens += usage["input_tokens"]
+    run.output_tokens += usage["output_tokens"]
+    run.cache_read_tokens += usage["cache_read_tokens"]
+    run.cache_write_tokens += usage["cache_write_tokens"]
+
+
+def _assistant(reply: llm.ModelReply) -> dict[str, Any]:
+    content = [block.to_dict(mode="json") for block in reply.message.content]
+    return {"role": "assistant", "content": nul_free(content)}
+
+
+# What a step that answers its turn at once writes on the run, in one UPDATE.
+_TURN_FIELDS = (
+    "messages",
+    "turns",
+    "attempts",
+    "next_attempt_at",
+    "last_stop_reason",
+    "cost_usd",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "status",
+    "status_reason",
+    "claim_token",
+    "claimed_at",
+    "step",
+)
+
+
+def _turn_at_once(*, run: AgentRun, token: uuid.UUID, reply: llm.ModelReply) -> AgentRun | None:
+    """A turn of look-ups: run them, then save reply, calls, results and the next step at once.
+
+    One transaction, whose UPDATE is the compare-and-set on the claim: a step that lost its
+    claim writes nothing. Returns the run as saved (queued for its next step), or None when the
+    turn must go the general way (see `turn_run_at_once`), the cap is reached or the claim lost.
+    """
+    if reply.message.stop_reason != "tool_use":
+        return None
+    assistant = _assistant(reply)
+    blocks = [b for b in assistant["content"] if b.get("type") == "tool_use"]
+    if not blocks:
+        return None
+    usage = _usage(reply.message)
+    cost = _reply_cost(run, usage)
+    after = copy.copy(run)
+    _reply_count(after, reply, usage, cost)
+    if _cap_reached(after):
+        return None
+    calls = turn_run_at_once(run=after, blocks=blocks)
+    if calls is None:
+        return None
+    after.messages = [*run.messages, assistant, turn_results(calls)]
+    after.status, after.status_reason = Status.QUEUED, ""
+    after.claim_token = after.claimed_at = None
+    after.step = run.step + 1
+    after.updated_at = timezone.now()
+    with transaction.atomic():
+        fields = {name: getattr(after, name) for name in _TURN_FIELDS}
+        claimed = AgentRun.objects.filter(pk=run.pk, status=Status.RUNNING, claim_token=token)
+        if not claimed.update(**fields, updated_at=after.updated_at):
+            logger.warning("run %s: claim lost before the reply was saved; reply dropped", run.pk)
+            return None
+        _model_call(run=run, reply=reply, usage=usage, cost=cost).save(force_insert=True)
+        ToolCall.objects.bulk_create(calls)
+        events = [
+            refusal_event(call, run=after)
+            for call in calls
+            if call.status == ToolCall.Status.INVALID
+        ]
+        events += [
+            audit_event(
+                kind="tool.failed",
+                run=after,
+                tool_call=call,
+                message=call.result,
+                data={"tool": call.tool_name},
+            )
+            for call in calls
+            if call.status == ToolCall.Status.FAILED
+        ]
+        events.append(results_sent_event(run=after, calls=calls))
+        AuditEvent.objects.bulk_create(events)
+        lifecycle.step_queue_on_commit(after)
+    return after
+
+
 def _reply_record(*, run_id: int, token: uuid.UUID, reply: llm.ModelReply) -> bool:
     """Save the reply and decide what it means. Returns True when tool calls await dispatch."""
     message = reply.message
@@ -218,44 +372,13 @@ def _reply_record(*, run_id: int, token: uuid.UUID, reply: llm.ModelReply) -> bo
         if run.status != Status.RUNNING or run.claim_token != token:
             logger.warning("run %s: claim lost before the reply was saved; reply dropped", run_id)
             return False
-        cost = cost_estimate(
-            model=run.model,
-            input_tokens=usage["input_tokens"],
-            output_tokens=usage["output_tokens"],
-            cache_read=usage["cache_read_tokens"],
-            cache_write=usage["cache_write_tokens"],
-            backend=run.backend,
-        )
-        ModelCall.objects.create(
-            run=run,
-            step=run.step,
-            backend=run.backend,
-            model=message.model or run.model,
-            request_id=reply.request_id,
-            message_id=message.id,
-            stop_reason=message.stop_reason or "",
-            latency_ms=reply.latency_ms,
-            cost_usd=cost,
-            response=nul_free(message.to_dict(mode="json")),
-            **usage,
-        )
-        run.turns += 1
-        run.attempts = 0
-        run.next_attempt_at = None
-        run.last_stop_reason = message.stop_reason or ""
-        run.cost_usd += cost
-        run.input_tokens += usage["input_tokens"]
-        run.output_tokens += usage["output_tokens"]
-        run.cache_read_tokens += usage["cache_read_tokens"]
-        run.cache_write_tokens += usage["cache_write_tokens"]
-        assistant = {
-            "role": "assistant",
-            "content": nul_free([block.to_dict(mode="json") for block in message.content]),
-        }
+        cost = _reply_cost(run, usage)
+        _model_call(run=run, reply=reply, usage=usage, cost=cost).save(force_insert=True)
+        _reply_count(run, reply, usage, cost)
+        assistant = _assistant(reply)
         stop = message.stop_reason
         if stop in CONTINUE_STOPS and (reason := _cap_reached(run)):
             run.messages = [*run.messages, assistant]
-            run.save()
             run_end(run=run, status=Status.FAILED, reason=reason)
             return False
         if stop == "tool_use":
@@ -265,7 +388,6 @@ def _reply_record(*, run_id: int, token: uuid.UUID, reply: llm.ModelReply) -> bo
             return True
         if stop in ("end_turn", "stop_sequence"):
             run.messages = [*run.messages, assistant]
-            run.save()
             run_end(run=run, status=Status.COMPLETED, reason="Claude finished its turn.")
         elif stop == "pause_turn":
             # The API paused a long turn: send the conversation back as it is to let it go on.
@@ -275,7 +397,6 @@ def _reply_record(*, run_id: int, token: uuid.UUID, reply: llm.ModelReply) -> bo
             # The reply was cut off (perhaps inside a tool_use block): drop it and ask again
             # with more room, up to the ceiling.
             if run.max_tokens >= settings.AGENTS_MAX_TOKENS_CEILING:
-                run.save()
                 run_end(
                     run=run,
                     status=Status.FAILED,
@@ -293,21 +414,18 @@ def _reply_record(*, run_id: int, token: uuid.UUID, reply: llm.ModelReply) -> bo
             run_requeue(run)
         elif stop == "refusal":
             run.messages = [*run.messages, assistant]
-            run.save()
             run_end(
                 run=run,
                 status=Status.ESCALATED,
                 reason="Claude declined to continue (stop_reason=refusal); a person must take over.",
             )
         elif stop == "model_context_window_exceeded":
-            run.save()
             run_end(
                 run=run,
                 status=Status.FAILED,
                 reason="The conversation no longer fits the model's context window.",
             )
         else:
-            run.save()
             run_end(run=run, status=Status.FAILED, reason=f"Unexpected stop_reason {stop!r}.")
     return False
 

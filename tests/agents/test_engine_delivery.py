@@ -125,7 +125,7 @@ def test_a_rejected_request_fails_the_run_with_the_api_message(
 def test_a_worker_dying_after_the_reply_was_saved_resumes_without_a_new_model_call(
     fake_anthropic, worker, widgets, monkeypatch, settings
 ):
-    fake_anthropic.push_tool_use(("lookup_widget", {"name": "gear"}))
+    [ship_id] = fake_anthropic.push_tool_use(("ship_widget", SHIP))
     run = start(worker)
 
     def crash(**kwargs):
@@ -136,16 +136,46 @@ def test_a_worker_dying_after_the_reply_was_saved_resumes_without_a_new_model_ca
         worker.run(worker.take())
     monkeypatch.undo()
     run = assert_status(run, S.RUNNING)
-    assert ToolCall.objects.get(run=run).status == ToolCall.Status.QUEUED
+    assert ToolCall.objects.get(run=run).status == ToolCall.Status.PREPARING
 
     # Until the claim is stale the sweep leaves the run to its worker.
     assert sweep(worker).runs_queued == 0
     AgentRun.objects.filter(pk=run.pk).update(claimed_at=timezone.now() - timedelta(hours=1))
+    sweep(worker)
+    worker.drain()
+    assert_status(run, S.AWAITING_APPROVAL)
+    assert ToolCall.objects.get(tool_use_id=ship_id).status == ToolCall.Status.AWAITING_APPROVAL
+    assert len(fake_anthropic.message_requests) == 1  # the saved reply, not asked again
+
+
+def test_a_worker_dying_inside_a_look_up_saves_nothing_and_the_turn_is_taken_again(
+    fake_anthropic, worker, widgets, monkeypatch
+):
+    """A turn of look-ups is saved with its results; a death before that leaves no half."""
+    fake_anthropic.push_tool_use(("lookup_widget", {"name": "gear"}))
+    run = start(worker)
+    tool = toolset_get("toolbox").get("lookup_widget")
+
+    def crash(context, value):
+        raise KeyboardInterrupt("worker killed")
+
+    monkeypatch.setitem(toolset_get("toolbox").tools, "lookup_widget", replace(tool, handler=crash))
+    with pytest.raises(KeyboardInterrupt):
+        worker.run(worker.take())
+    monkeypatch.undo()
+    run = assert_status(run, S.RUNNING)
+    assert not ToolCall.objects.filter(run=run).exists()
+    assert not ModelCall.objects.filter(run=run).exists()
+    assert run.messages[-1]["role"] == "user"
+
+    AgentRun.objects.filter(pk=run.pk).update(claimed_at=timezone.now() - timedelta(hours=1))
+    fake_anthropic.push_tool_use(("lookup_widget", {"name": "gear"}))
     fake_anthropic.push_text("Done.")
     sweep(worker)
     worker.drain()
-    assert_status(run, S.COMPLETED)
-    assert len(fake_anthropic.message_requests) == 2  # one per turn, none repeated
+    run = assert_status(run, S.COMPLETED)
+    assert ToolCall.objects.filter(run=run, status=ToolCall.Status.SUCCEEDED).count() == 1
+    assert len(fake_anthropic.message_requests) == 3  # the lost turn once more, then the end
 
 
 def test_an_approved_call_whose_task_was_lost_is_queued_again(fake_anthropic, worker, widgets):

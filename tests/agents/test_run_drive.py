@@ -23,11 +23,61 @@ def test_one_delivery_carries_the_run_through_every_step_that_is_due(
     worker.run(first)
     run.refresh_from_db()
     assert run.status == AgentRun.Status.COMPLETED and len(fake_anthropic.message_requests) == 2
-    # The copies queued on commit for each step find their step moved on: nothing happens.
-    copies = worker.drain()
-    assert copies and all(d.func == "agents.tasks.run_advance_task" for d in copies)
-    assert len(fake_anthropic.message_requests) == 2
+    # The steps it took itself were never queued on the broker as well.
+    assert worker.drain() == []
     assert run.model_calls.count() == 2
+
+
+def test_a_task_past_its_deadline_queues_the_step_it_leaves(
+    fake_anthropic, worker, widgets, settings
+):
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 0}  # every step is past it
+    fake_anthropic.push_tool_use(("lookup_widget", {"name": "gear"}))
+    fake_anthropic.push_text("There are 10 gears.")
+    run = start(worker, text="How many gears?")
+    worker.run(worker.take())
+    run.refresh_from_db()
+    assert run.status == AgentRun.Status.QUEUED and run.step == 1
+    [left] = worker.queued()
+    assert (left.func, left.args) == ("agents.tasks.run_advance_task", (run.pk, 1))
+    worker.drain()
+    run.refresh_from_db()
+    assert run.status == AgentRun.Status.COMPLETED and len(fake_anthropic.message_requests) == 2
+
+
+def test_a_step_whose_task_died_before_taking_it_is_queued_by_the_sweep(
+    fake_anthropic, worker, widgets, monkeypatch
+):
+    """This task meant to take the next step itself, so none was queued; then it died."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents.services import agents_sweep, runs
+
+    fake_anthropic.push_tool_use(("lookup_widget", {"name": "gear"}))
+    fake_anthropic.push_text("There are 10 gears.")
+    run = start(worker, text="How many gears?")
+    real = runs.run_advance
+
+    def advance_then_die(**kwargs):
+        if kwargs["step"] == 1:
+            raise KeyboardInterrupt("worker killed")
+        return real(**kwargs)
+
+    monkeypatch.setattr(runs, "run_advance", advance_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        worker.run(worker.take())
+    monkeypatch.undo()
+    run.refresh_from_db()
+    assert run.status == AgentRun.Status.QUEUED and worker.queued() == []
+    with worker.committing():
+        assert agents_sweep().runs_queued == 0  # within the grace: perhaps still in a broker
+    with worker.committing():
+        assert agents_sweep(now=timezone.now() + timedelta(minutes=3)).runs_queued == 1
+    worker.drain()
+    run.refresh_from_db()
+    assert run.status == AgentRun.Status.COMPLETED and len(fake_anthropic.message_requests) == 2
 
 
 def test_a_step_with_a_delay_is_left_to_the_broker(fake_anthropic, worker, widgets):
