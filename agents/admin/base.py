@@ -68,7 +68,8 @@ class EstimatedCountPaginator(Paginator):
         connection = connections[queryset.db]
         if connection.vendor != "postgresql":
             return super().count
-        bounded = queryset.order_by()[: COUNT_CAP + 1].count()
+        # Only the ids: an annotation (a ticket's message count) would be worked out per row.
+        bounded = queryset.order_by().values("pk")[: COUNT_CAP + 1].count()
         if bounded <= COUNT_CAP:
             return bounded
         self.estimated = True

@@ -66,12 +66,12 @@ class RefundAdmin(ScaleMixin, IndexedSearchMixin, ReadOnlyMixin, admin.ModelAdmi
         "review_link",
     )
     list_display_links = None
+    # "created_at" as a filter, not a date hierarchy (see TicketAdmin).
     list_filter = ("tool_call__status", GatewayFilter, ProviderStatusFilter, "created_at")
     list_select_related = REFUND_RELATED
     search_fields = ("charge_id", "provider_refund_id")
     # Searched in the tickets, matched here by id: see IndexedSearchMixin.
     search_related = {"ticket": ("subject", "customer_email")}
-    date_hierarchy = "created_at"
     change_list_template = "support/refund_change_list.html"
 
     def get_queryset(self, request: HttpRequest):
