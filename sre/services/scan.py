@@ -306,9 +306,12 @@ def _batch_store(
         signal = classify(item)
         if signal is not None:
             signals.append(signal)
+    starts: dict[datetime, datetime] = {}
     for (minute, route), n in batch.requests.items():
         # A window holds whole minutes, so the minute's window is each of its requests' window.
-        start = window_start(minute)
+        start = starts.get(minute)
+        if start is None:
+            start = starts[minute] = window_start(minute)
         counts[(start, ALL_ROUTES)][0] += n
         counts[(start, route)][0] += n
         report.requests += n

@@ -8,8 +8,10 @@ are counted from the 500s the application logged (deduplicated occurrences with 
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -107,15 +109,22 @@ def spikes_detect(*, windows: set[datetime]) -> list[Spike]:
     size = timedelta(seconds=window_seconds())
     n = max(1, int(settings.SRE_BASELINE_WINDOWS))
     spikes = []
+    if not windows:
+        return spikes
+    # One read for every window and its baseline (a full scan touches a day of windows).
+    totals = dict(
+        TrafficWindow.objects.filter(
+            route=ALL_ROUTES,
+            window_start__gte=min(windows) - n * size,
+            window_start__lte=max(windows),
+        ).values_list("window_start", "server_errors")
+    )
+    keys = sorted(totals)
+    sums = list(accumulate((totals[k] for k in keys), initial=0))
     for start in sorted(windows):
-        earliest = start - n * size
-        totals = dict(
-            TrafficWindow.objects.filter(
-                route=ALL_ROUTES, window_start__gte=earliest, window_start__lte=start
-            ).values_list("window_start", "server_errors")
-        )
         errors = totals.get(start, 0)
-        baseline = sum(v for k, v in totals.items() if k < start) / n
+        # The rows from start - n windows up to (not including) start.
+        baseline = (sums[bisect_left(keys, start)] - sums[bisect_left(keys, start - n * size)]) / n
         if not spike_check(server_errors=errors, baseline=baseline):
             continue
         threshold = max(float(settings.SRE_SPIKE_MIN), settings.SRE_SPIKE_FACTOR * baseline)

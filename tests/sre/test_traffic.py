@@ -17,7 +17,7 @@ from sre.logs import nginx, tail
 from sre.logs.fingerprint import route_of
 from sre.models import ErrorRequest, LogCheckpoint, TrafficWindow
 from sre.services import windows
-from sre.services.windows import ALL_ROUTES, traffic_add, window_start
+from sre.services.windows import ALL_ROUTES, spikes_detect, traffic_add, window_start
 from tests.sre.logfiles import scan_one
 
 pytestmark = pytest.mark.django_db
@@ -116,3 +116,19 @@ def test_an_access_log_is_counted_as_parsing_each_line_would(logs, source, monke
         parsed.count(None),
         log.size,
     )
+
+
+def test_spikes_of_many_windows_at_once_each_against_its_own_baseline(settings):
+    settings.SRE_BASELINE_WINDOWS = 2
+    settings.SRE_SPIKE_MIN = 5
+    step = timedelta(minutes=5)
+    starts = [W + i * step for i in range(7)]
+    for start, errors in zip(starts, [1, 1, 20, 2, 40, 0, 9], strict=True):
+        traffic_add(counts={(start, ""): [errors, errors]})
+    found = {
+        s.window_start: (s.server_errors, s.baseline) for s in spikes_detect(windows=set(starts))
+    }
+    # 20 against (1 + 1) / 2; 40 against (20 + 2) / 2; 9 not above 3 × (40 + 0) / 2.
+    assert found == {starts[2]: (20, 1.0), starts[4]: (40, 11.0)}
+    one_by_one = [s for start in starts for s in spikes_detect(windows={start})]
+    assert {s.window_start: (s.server_errors, s.baseline) for s in one_by_one} == found
