@@ -66,8 +66,13 @@ def responder(fake):
 # --- the driver: one process per cell, Django set up for the cell's broker -------------------
 
 
-def raw_run(client, *, model: str, max_tokens: int, system: str, tools: list[dict]) -> int:
-    """The same run with the SDK alone; returns the number of model calls."""
+def raw_run(
+    client, *, model: str, max_tokens: int, system: str, tools: list[dict]
+) -> tuple[int, float]:
+    """The same run with the SDK alone: the number of model calls, the share read from cache.
+
+    Cached as a plain SDK loop usually is: a breakpoint on the system prompt and the tools.
+    """
     tools = [dict(tool) for tool in tools]
     tools[-1]["cache_control"] = {"type": "ephemeral"}
     system_blocks = [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
@@ -75,6 +80,7 @@ def raw_run(client, *, model: str, max_tokens: int, system: str, tools: list[dic
         {"role": "user", "content": [{"type": "text", "text": USER_MESSAGE}]}
     ]
     calls = 0
+    usage = {"plain": 0, "read": 0, "write": 0}
     while True:
         reply = client.messages.create(
             model=model,
@@ -84,9 +90,12 @@ def raw_run(client, *, model: str, max_tokens: int, system: str, tools: list[dic
             messages=messages,
         )
         calls += 1
+        usage["plain"] += reply.usage.input_tokens or 0
+        usage["read"] += reply.usage.cache_read_input_tokens or 0
+        usage["write"] += reply.usage.cache_creation_input_tokens or 0
         messages.append({"role": "assistant", "content": [b.to_dict() for b in reply.content]})
         if reply.stop_reason != "tool_use":
-            return calls
+            return calls, usage["read"] / max(1, sum(usage.values()))
         results = []
         for block in reply.content:
             if block.type == "tool_use":
@@ -138,20 +147,26 @@ def drive(runs: int, warmup: int) -> None:
     raw_args = dict(
         model=first.model, max_tokens=first.max_tokens, system=first.system, tools=tools
     )
-    engine, raw = [], []
+    engine, raw, engine_cache, raw_cache = [], [], [], []
     pause, spread = random.Random(10), settings.Q_CLUSTER.get("poll", 0.5)
     for index in range(warmup + runs):
         # Runs start at random moments, as work arrives, not in step with the broker's poll.
         time.sleep(pause.uniform(0, spread))
-        seconds, _ = engine_run(timeout=60)
+        seconds, row = engine_run(timeout=60)
         t0 = time.perf_counter()
-        calls = raw_run(client, **raw_args)
+        calls, raw_share = raw_run(client, **raw_args)
         raw_seconds = time.perf_counter() - t0
         assert calls == CALLS_PER_RUN, calls
         if index >= warmup:
             engine.append(seconds)
             raw.append(raw_seconds)
-    print(json.dumps({"engine": engine, "raw": raw}))
+            engine_cache.append(row.cache_read_fraction)
+            raw_cache.append(raw_share)
+    print(
+        json.dumps(
+            {"engine": engine, "raw": raw, "engine_cache": engine_cache, "raw_cache": raw_cache}
+        )
+    )
 
 
 # --- the orchestrator: database, fake, workers, cells -----------------------------------------
@@ -248,7 +263,10 @@ def main() -> None:
                     cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True,
                 )  # fmt: skip
                 timings = json.loads(out.stdout.strip().splitlines()[-1])
-                results.append((broker, ms, timings["engine"], timings["raw"]))
+                results.append(
+                    (broker, ms, timings["engine"], timings["raw"], timings["engine_cache"],
+                     timings["raw_cache"])
+                )  # fmt: skip
                 took = time.monotonic() - began
                 print(
                     f"{broker} broker, {ms} ms: {args.runs} runs in {took:.0f} s", file=sys.stderr
@@ -271,15 +289,16 @@ def main() -> None:
     )
     print(
         "| broker | model latency | engine per run | engine p95 | raw SDK per run "
-        "| added per model call | engine / raw |"
+        "| added per model call | engine / raw | input read from cache, engine / raw |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for broker, ms, engine, raw in results:
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for broker, ms, engine, raw, engine_cache, raw_cache in results:
         e, r = statistics.median(engine) * 1000, statistics.median(raw) * 1000
         label = "ORM (PostgreSQL)" if broker == "orm" else "Redis"
         print(
             f"| {label} | {ms} ms | {e:.1f} ms | {percentile(engine, 0.95) * 1000:.1f} ms "
-            f"| {r:.1f} ms | {(e - r) / CALLS_PER_RUN:.1f} ms | {e / r:.2f}× |"
+            f"| {r:.1f} ms | {(e - r) / CALLS_PER_RUN:.1f} ms | {e / r:.2f}× "
+            f"| {statistics.mean(engine_cache):.0%} / {statistics.mean(raw_cache):.0%} |"
         )
 
 
