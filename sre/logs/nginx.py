@@ -16,6 +16,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from operator import itemgetter
 from urllib.parse import unquote
 
 from django.utils import timezone as dj_timezone
@@ -187,6 +188,7 @@ FAST_ACCESS_RE = re.compile(
     rb'(?: [\x20\x21\x23-\x5b\x5d-\x7e]*)?"'
     rb" [0-4]\d\d (?:\d+|-)[^\n]*|([^\n]*))\n"
 )
+_OTHER = itemgetter(3)
 _CACHE_ENTRIES = 1 << 16
 _minutes: dict[tuple[bytes, bytes], datetime | None] = {}
 _routes: dict[bytes, str] = {}
@@ -198,26 +200,27 @@ def access_block_count(
     """Count a block's common lines by (minute, route); return the other lines for parse_access.
 
     `block` is whole lines, each ending with a line break. Returns the number of lines, the
-    counts of the lines the fast path took (none of them a 5xx) and the other lines in order,
-    without their line break; or None when a line of the common shape has a time that does not
+    counts of the lines the fast path took (none of them a 5xx) and the other non-empty lines in
+    order, without their line break; or None when a line of the common shape has a time that does not
     parse (a 30 February, say): the caller then parses the block line by line.
     """
     found = FAST_ACCESS_RE.findall(block)
     counts: dict[tuple[datetime, str], int] = {}
+    minute_get, route_get, count_get = _minutes.get, _routes.get, counts.get
     others = False
     for (minute, zone, target, _), n in Counter(found).items():
         if not minute:
             others = True
             continue
-        at = _minutes.get((minute, zone), False)
+        at = minute_get((minute, zone), False)
         if at is False:
             at = _minute_of(minute, zone)
         if at is None:
             return None
-        route = _routes.get(target) or _route_of(target)
-        key = (at, route)
-        counts[key] = counts.get(key, 0) + n
-    return len(found), counts, [f[3] for f in found if not f[0]] if others else []
+        key = (at, route_get(target) or _route_of(target))
+        counts[key] = count_get(key, 0) + n
+    # The other lines in order; empty ones (no event, already counted as lines) left out.
+    return len(found), counts, list(filter(None, map(_OTHER, found))) if others else []
 
 
 def _minute_of(minute: bytes, zone: bytes) -> datetime | None:
