@@ -236,9 +236,10 @@ def batch_poll(*, batch_pk: int) -> _Polled:
             if _request_release(request=request, reason="The batch ended without its result."):
                 polled.released += 1
     with transaction.atomic():
-        MessageBatch.objects.filter(pk=batch.pk, status=MessageBatch.Status.IN_PROGRESS).update(
-            status=MessageBatch.Status.ENDED, ended_at=ended
-        )
+        if not MessageBatch.objects.filter(
+            pk=batch.pk, status=MessageBatch.Status.IN_PROGRESS
+        ).update(status=MessageBatch.Status.ENDED, ended_at=ended):
+            return polled  # another poll closed it meanwhile
         audit_record(
             kind="batch.ended",
             subject_type="agents.messagebatch",
