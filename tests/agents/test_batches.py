@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection, connections
 from django.utils import timezone
 
 from agents.models import AgentRun, AuditEvent, BatchRequest, MessageBatch, ModelCall, ToolCall
 from agents.pricing import cost_estimate
 from agents.services import agents_sweep, proposal_approve, run_cancel, run_start
-from agents.services.batches import batches_work, run_batch_hold
+from agents.services.batches import batch_poll, batches_work, run_batch_hold
 from tests.agents.helpers import SHIP, assert_status
 from tests.factories.users import user_create
 from tests.toolbox.models import Shipment
@@ -312,3 +314,38 @@ def test_a_run_triaged_in_a_batch_is_charged_half(fake_anthropic, worker, widget
     )
     assert batched.cost_usd == other.cost_usd and other.cost_usd < one.cost_usd
     assert other.cost_usd > Decimal(0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_pollers_at_once_record_each_result_once(fake_anthropic, worker, widgets):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite lets one writer in at a time; the race needs PostgreSQL")
+    for n in range(4):
+        fake_anthropic.push_text(f"Reply {n}.")
+    runs = [start(worker, f"Order {n}.") for n in range(4)]
+    with worker.committing():
+        batches_work()
+    fake_anthropic.batch_end()
+    batch = MessageBatch.objects.get()
+    barrier = threading.Barrier(2)
+    outcomes = []
+
+    def poll():
+        try:
+            barrier.wait()
+            outcomes.append(batch_poll(batch_pk=batch.pk))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=poll) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sum(o.recorded for o in outcomes) == 4
+    assert ModelCall.objects.count() == 4
+    for n, run in enumerate(runs):
+        run = assert_status(run, S.COMPLETED)
+        assert run.turns == 1 and run.messages[-1]["content"][0]["text"] == f"Reply {n}."
+    assert AuditEvent.objects.filter(kind="batch.ended").count() == 1
