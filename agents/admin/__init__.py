@@ -1,5 +1,5 @@
-"""The console's admin for the engine: runs, the audit log, and approvals."""
+"""The console's admin for the engine: runs, the audit log, approvals, and message batches."""
 
-from agents.admin import audit, notices, runs
+from agents.admin import audit, batches, notices, runs
 
-__all__ = ["audit", "notices", "runs"]
+__all__ = ["audit", "batches", "notices", "runs"]

@@ -349,3 +349,35 @@ def test_two_pollers_at_once_record_each_result_once(fake_anthropic, worker, wid
         run = assert_status(run, S.COMPLETED)
         assert run.turns == 1 and run.messages[-1]["content"][0]["text"] == f"Reply {n}."
     assert AuditEvent.objects.filter(kind="batch.ended").count() == 1
+
+
+def test_the_batch_pages_list_and_show_what_a_batch_carried(fake_anthropic, worker, widgets):
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+    from django.urls import reverse
+
+    client = Client()
+    client.force_login(user_create(perms=["agents.view_messagebatch"]))
+    fake_anthropic.push_text("One.")
+    run = start(worker)
+    work(worker)
+    batch = MessageBatch.objects.get()
+    listing = client.get(reverse("admin:agents_messagebatch_changelist"))
+    assert listing.status_code == 200 and batch.batch_id in listing.content.decode()
+    page = client.get(reverse("admin:agents_messagebatch_change", args=[batch.pk]))
+    assert page.status_code == 200 and f"Run #{run.pk}" in page.content.decode()
+    fake_anthropic.batch_end()
+    work(worker)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(reverse("admin:agents_messagebatch_changelist")).status_code == 200
+        return len(captured)
+
+    few = queries()
+    for n in range(5):
+        fake_anthropic.push_text(f"More {n}.")
+        start(worker, f"More {n}.")
+        work(worker)
+    assert MessageBatch.objects.count() == 6
+    assert queries() == few
