@@ -8,16 +8,16 @@ than which check failed: no hostnames, no versions, no error text (that goes to 
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from agents.queue import broker
 
 logger = logging.getLogger(__name__)
 
@@ -27,14 +27,6 @@ def database_check() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         cursor.fetchone()
-
-
-@functools.cache
-def broker() -> Any:
-    """django-q2's broker, made once per process, so each probe reuses its Redis connections."""
-    from django_q.brokers import get_broker
-
-    return get_broker()
 
 
 def broker_check() -> None:
