@@ -6,7 +6,7 @@ error log with a traceback for each 500, then, each size in a fresh process and 
 1. awk counting the access log's statuses (`awk '{c[$9]++}'`): what reading the file costs;
 2. parses both files without the database (FileScan only: tailing, lines, parsers, tracebacks);
 3. scans them with `sre_scan` from the start (counts per window and route, 5xx lines,
-   occurrences, incidents, the spike), and the process's peak RSS after it;
+   occurrences, incidents, the spike), with the process's peak RSS during each;
 4. appends 1 MB to the access log and times `sre_scan_task()` in the same process, as the
    scheduled django-q2 task runs it (no process start-up); also with nothing appended.
 
@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -140,13 +139,20 @@ def awk_rate(path: Path) -> float:
     return path.stat().st_size / 1e6 / best
 
 
-def rss_mib() -> float:
-    """This process's peak RSS (VmHWM: unlike ru_maxrss, not inherited from the parent)."""
+def memory() -> tuple[float, float]:
+    """This process's RSS and peak RSS since the last `peak_reset()`, MiB (/proc/self/status)."""
+    found = {}
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                found[line[:5]] = int(line.split()[1]) / 1024
+    return found["VmRSS"], found["VmHWM"]
+
+
+def peak_reset() -> None:
+    """Start the peak RSS again from the current RSS (Linux: 5 to clear_refs)."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
 
 
 def child(access: Path, django_log: Path) -> dict:
@@ -177,7 +183,7 @@ def child(access: Path, django_log: Path) -> dict:
     settings.SRE_LOG_SOURCES = ""
     # The generated day is in the past: keep what the scans store (the prune still runs).
     settings.SRE_RETENTION_DAYS = 100_000
-    out: dict = {"database": "PostgreSQL" if is_pg else "SQLite", "rss_start": rss_mib()}
+    out: dict = {"database": "PostgreSQL" if is_pg else "SQLite"}
 
     for kind, path in (("nginx_access", access), ("django", django_log)):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -194,12 +200,14 @@ def child(access: Path, django_log: Path) -> dict:
 
     for kind, path in (("django", django_log), ("nginx_access", access)):
         source = LogSource.objects.create(kind=kind, path=str(path), read_existing=True)
+        peak_reset()
+        before, _ = memory()
         t0, c0 = time.perf_counter(), time.process_time()
         report = sre_scan(source_ids=[source.pk])
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         (sr,) = report.sources
         out[f"store {kind}"] = (sr.bytes / 1e6, sr.lines, elapsed, cpu)
-    out["rss_peak"] = rss_mib()
+        out[f"memory {kind}"] = (before, memory()[1])
     out["stored"] = (
         f"{Incident.objects.count()} incidents, {Occurrence.objects.count()} occurrences, "
         f"{ErrorRequest.objects.count()} 5xx lines, {TrafficWindow.objects.count()} window rows"
@@ -294,12 +302,16 @@ def main() -> None:
             )
     print()
     print(
-        "| database | size | peak RSS | RSS before scanning | scheduled task, 1 MB appended "
-        "| scheduled task, nothing new |\n| --- | --- | --- | --- | --- | --- |"
+        "| database | size | RSS before the access log | its peak during scan + store "
+        "| growth | peak during the Django log's | scheduled task, 1 MB appended "
+        "| scheduled task, nothing new |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
     )
     for label, mb, got in rows:
+        before, peak = got["memory nginx_access"]
+        django_before, django_peak = got["memory django"]
         print(
-            f"| {label} | {mb} MB | {got['rss_peak']:.0f} MiB | {got['rss_start']:.0f} MiB "
+            f"| {label} | {mb} MB | {before:.0f} MiB | {peak:.0f} MiB | +{peak - before:.0f} MiB "
+            f"| +{django_peak - django_before:.0f} MiB "
             f"| {got['task 1 MB'] * 1000:.1f} ms | {got['task idle'] * 1000:.1f} ms |"
         )
     print()
