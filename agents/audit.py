@@ -22,32 +22,6 @@ def nul_free(value: Any) -> Any:
     return value
 
 
-def audit_record(
-    *,
-    kind: str,
-    message: str = "",
-    actor: Any = None,
-    run: AgentRun | None = None,
-    tool_call: ToolCall | None = None,
-    subject_type: str = "",
-    subject_id: str | int = "",
-    data: dict[str, Any] | None = None,
-) -> AuditEvent:
-    """Append one audit event. Call it inside the transaction of the change it describes."""
-    event = audit_event(
-        kind=kind,
-        message=message,
-        actor=actor,
-        run=run,
-        tool_call=tool_call,
-        subject_type=subject_type,
-        subject_id=subject_id,
-        data=data,
-    )
-    event.save(force_insert=True)
-    return event
-
-
 def audit_event(
     *,
     kind: str,
@@ -72,3 +46,10 @@ def audit_event(
         subject_id=str(subject_id),
         data=nul_free(data or {}),
     )
+
+
+def audit_record(**fields: Any) -> AuditEvent:
+    """Append one audit event (`audit_event`'s fields), inside the transaction of its change."""
+    event = audit_event(**fields)
+    event.save(force_insert=True)
+    return event
