@@ -244,6 +244,20 @@ def _find_copy(ordered, checkpoint: Checkpoint, *, exclude: str) -> int | None:
     return None
 
 
+def _lines_within(block: bytes, max_line: int) -> bool:
+    """Whether no line of `block` is longer than `max_line` bytes.
+
+    A longer line is a run of at least max_line + 1 bytes without a line break, and such a run
+    holds a whole window of `half` bytes starting at a multiple of `half` (2 half - 1 <= run):
+    when every such window has a line break, no line is too long, found with few `find` calls.
+    """
+    half = (max_line + 2) // 2
+    find = block.find
+    if all(find(b"\n", at, at + half) >= 0 for at in range(0, len(block) - half + 1, half)):
+        return True
+    return max(map(len, block.split(b"\n"))) <= max_line
+
+
 @dataclass(frozen=True)
 class Block:
     """Complete lines, each within the line cap, read at once: `data` ends with a line break."""
@@ -310,7 +324,7 @@ class LineReader:
             last = buf.rfind(b"\n") + 1
             if last and not skipping:
                 block = buf[:last]
-                if max(map(len, block.split(b"\n"))) <= max_line:
+                if _lines_within(block, max_line):
                     # The common case: every complete line of this read, as they are.
                     yield Block(pos, block)
                     pos += last

@@ -20,7 +20,7 @@ from sre.logs.assemble import Unparsed, decode, make_assembler
 from sre.logs.classify import Signal, classify
 from sre.logs.fingerprint import route_of
 from sre.logs.scan import FileScan
-from sre.logs.tail import Line
+from sre.logs.tail import Line, _lines_within
 from sre.logs.tracebacks import ParsedTraceback, parse_traceback
 from sre.services.windows import window_start
 from tests.sre.logfiles import DATA
@@ -429,3 +429,14 @@ def test_a_scan_of_garbage_consumes_and_counts_every_line(kind, data, tmp_path):
     for item in items:
         if not isinstance(item, Unparsed):
             assert_classifies(item)
+
+
+@FUZZ
+@given(
+    lines=st.lists(st.integers(0, 700), max_size=30),
+    max_line=st.integers(1, 600),
+)
+def test_the_reader_tells_a_block_with_a_line_over_the_cap(lines, max_line):
+    """Its window check says what the lines' lengths say, at every cap and every length."""
+    block = b"".join(b"x" * n + b"\n" for n in lines)
+    assert _lines_within(block, max_line) == all(n <= max_line for n in lines)
