@@ -26,10 +26,9 @@ from agents import llm
 from agents.audit import audit_record
 from agents.models import AgentRun, BatchRequest, MessageBatch
 from agents.queue import enqueue_on_commit
-from agents.registry import toolset_get
 from agents.services.dispatch import turn_dispatch
 from agents.services.lifecycle import STEP_TASK
-from agents.services.runs import _reply_record, _run_claim
+from agents.services.runs import _reply_record, _run_claim, run_model_request
 
 logger = logging.getLogger(__name__)
 
@@ -49,19 +48,6 @@ class BatchReport:
     recorded: int = 0
     released: int = 0
     dropped: int = 0
-
-
-def run_model_request(run: AgentRun) -> llm.ModelRequest:
-    """The request `run_advance` sends for the run's next model call, exactly."""
-    return llm.ModelRequest(
-        toolset=run.toolset,
-        model=run.model,
-        system=run.system,
-        tools=toolset_get(run.toolset).specs(),
-        messages=run.messages,
-        max_tokens=run.max_tokens,
-        run_id=run.pk,
-    )
 
 
 def batches_enabled() -> bool:

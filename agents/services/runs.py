@@ -110,17 +110,8 @@ def run_advance(*, run_id: int, step: int, run: AgentRun | None = None) -> Agent
     if reason := _cap_reached(run):
         _run_end_claimed(run=run, token=token, status=Status.FAILED, reason=reason)
         return None
-    request = llm.ModelRequest(
-        toolset=run.toolset,
-        model=run.model,
-        system=run.system,
-        tools=toolset_get(run.toolset).specs(),
-        messages=run.messages,
-        max_tokens=run.max_tokens,
-        run_id=run.pk,
-    )
     try:
-        reply = llm.backend_get(run.backend).create(request)
+        reply = llm.backend_get(run.backend).create(run_model_request(run))
     except llm.ModelUnavailable as error:
         _model_unavailable(run=run, token=token, error=error)
         return None
@@ -136,6 +127,19 @@ def run_advance(*, run_id: int, step: int, run: AgentRun | None = None) -> Agent
     if _reply_record(run_id=run.pk, token=token, reply=reply):
         turn_dispatch(run_id=run.pk)
     return None
+
+
+def run_model_request(run: AgentRun) -> llm.ModelRequest:
+    """The request for the run's next model call (a step's, or a batch's)."""
+    return llm.ModelRequest(
+        toolset=run.toolset,
+        model=run.model,
+        system=run.system,
+        tools=toolset_get(run.toolset).specs(),
+        messages=run.messages,
+        max_tokens=run.max_tokens,
+        run_id=run.pk,
+    )
 
 
 def run_drive(*, run_id: int, step: int) -> None:
@@ -257,7 +261,7 @@ def _model_call(*, run: AgentRun, reply: llm.ModelReply, usage: dict[str, int], 
     )
 
 
-def _reply_cost(run: AgentRun, usage: dict[str, int]) -> Decimal:
+def _reply_cost(run: AgentRun, usage: dict[str, int], *, batch: bool = False) -> Decimal:
     return cost_estimate(
         model=run.model,
         input_tokens=usage["input_tokens"],
@@ -265,6 +269,7 @@ def _reply_cost(run: AgentRun, usage: dict[str, int]) -> Decimal:
         cache_read=usage["cache_read_tokens"],
         cache_write=usage["cache_write_tokens"],
         backend=run.backend,
+        batch=batch,
     )
 
 
@@ -372,7 +377,7 @@ def _reply_record(*, run_id: int, token: uuid.UUID, reply: llm.ModelReply) -> bo
         if run.status != Status.RUNNING or run.claim_token != token:
             logger.warning("run %s: claim lost before the reply was saved; reply dropped", run_id)
             return False
-        cost = _reply_cost(run, usage)
+        cost = _reply_cost(run, usage, batch=reply.batch)
         _model_call(run=run, reply=reply, usage=usage, cost=cost).save(force_insert=True)
         _reply_count(run, reply, usage, cost)
         assistant = _assistant(reply)

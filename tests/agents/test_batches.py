@@ -288,10 +288,6 @@ def test_a_batch_call_costs_half_of_the_same_call_made_directly():
     assert half == full / 2 and half > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs `batch=reply.batch` passed to cost_estimate in runs._reply_record",
-)
 def test_a_run_triaged_in_a_batch_is_charged_half(fake_anthropic, worker, widgets):
     fake_anthropic.push_text("Same answer.")
     fake_anthropic.push_text("Same answer.")
