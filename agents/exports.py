@@ -11,9 +11,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import F, Func, QuerySet, TextField
-from django.db.models.functions import Cast
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
@@ -25,6 +24,7 @@ FORMATS = {
 # written to the response at a time: one write per row costs more than making the row.
 CHUNK_SIZE = 2000
 ROWS_PER_CHUNK = 1000
+COPY_CHUNK_BYTES = 1 << 16
 
 # A spreadsheet runs a cell that starts with one of these as a formula; audit rows hold text
 # Claude wrote, so the CSV neutralises them. JSON Lines keeps every value exactly.
@@ -103,25 +103,38 @@ _CONVERTERS = {
 }
 
 
-def _json_text(value: str | None) -> str | None:
-    """A JSON column read as PostgreSQL's text of it: a string as its value, null as empty."""
-    if value is None or value == "null":
-        return None
-    return _text(json.loads(value)) if value.startswith('"') else value
+# Each kind of column as the very cell _CONVERTERS makes of it, written by PostgreSQL; X stands
+# for the column. Kinds not listed are written as PostgreSQL writes them: numbers, UUIDs and
+# decimals come out as str() writes them.
+_GUARDED = "CASE WHEN left(X, 1) IN ('=', '+', '-', '@', E'\\t', E'\\r') THEN '''' || X ELSE X END"
+_CELL_SQL = {
+    "text": _GUARDED,
+    "BooleanField": "CASE WHEN X THEN 'true' WHEN NOT X THEN 'false' END",
+    # isoformat() in UTC: microseconds only when there are some.
+    "DateTimeField": (
+        "(to_char(X AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
+        "to_char(X, 'US') = '000000' THEN '' ELSE to_char(X, '.US') END || '+00:00')"
+    ),
+    # A string as its value (guarded), null as empty, anything else as its JSON text: the text
+    # json.dumps writes (PostgreSQL's jsonb text has the same separators and key order, and
+    # keeps a number as stored: 1.50 stays 1.50).
+    "JSONField": (
+        "CASE jsonb_typeof(X) WHEN 'string' THEN "
+        + _GUARDED.replace("X", "(X #>> '{}')")
+        + " WHEN 'null' THEN NULL ELSE X::text END"
+    ),
+}
+_TEXT_KINDS = {"CharField", "TextField", "EmailField", "URLField", "SlugField"}
 
 
-class _IsoUtc(Func):
-    """A timestamp as `datetime.isoformat()` writes it in UTC, made by PostgreSQL.
-
-    Microseconds are written only when there are some, as isoformat does.
-    """
+class _Cell(Func):
+    """One column as its CSV cell, made by PostgreSQL."""
 
     output_field = TextField()
-    template = (
-        "(to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || "
-        "CASE WHEN to_char(%(expressions)s, 'US') = '000000' THEN '' "
-        "ELSE to_char(%(expressions)s, '.US') END || '+00:00')"
-    )
+
+    def __init__(self, lookup: str, *, kind: str) -> None:
+        sql = _CELL_SQL["text" if kind in _TEXT_KINDS else kind]
+        super().__init__(F(lookup), template=sql.replace("X", "(%(expressions)s)"))
 
 
 def _field_of(model: Any, lookup: str) -> Any:
@@ -138,30 +151,41 @@ def _field_of(model: Any, lookup: str) -> Any:
     return field
 
 
-def csv_columns(
-    model: Any, lookups: Iterable[str], *, vendor: str
-) -> tuple[list[Any], list[Callable[[Any], Any] | None]]:
-    """What to select for each column and how it becomes a cell (None: as it comes).
+def _kind(model: Any, lookup: str) -> str:
+    field = _field_of(model, lookup)
+    return field.get_internal_type() if field is not None else ""
 
-    On PostgreSQL the database writes JSON and timestamps as text, which it does much faster
-    than Python decodes them and writes them again: the same cells (JSON exactly as stored,
-    so `1.50` stays `1.50`), at more than twice the rows per second.
+
+def csv_converters(model: Any, lookups: Iterable[str]) -> list[Callable[[Any], Any] | None]:
+    """How each column's value becomes a cell (None: as it comes), from its model field."""
+    return [_CONVERTERS.get(_kind(model, lookup), _cell) for lookup in lookups]
+
+
+def _copy_csv(queryset: QuerySet, columns: dict[str, str]) -> Iterator[bytes]:
+    """The CSV as PostgreSQL writes it (COPY ... TO STDOUT): the cells _csv_chunks writes.
+
+    Reading a million rows of 26 columns into Python values caps an export near 50,000 rows/s
+    before a cell is written; COPY streams lines the database writes, several times as fast.
     """
-    selects: list[Any] = []
-    converters: list[Callable[[Any], Any] | None] = []
-    for lookup in lookups:
-        field = _field_of(model, lookup)
-        kind = field.get_internal_type() if field is not None else ""
-        if vendor == "postgresql" and kind == "JSONField":
-            selects.append(Cast(lookup, TextField()))
-            converters.append(_json_text)
-        elif vendor == "postgresql" and kind == "DateTimeField":
-            selects.append(_IsoUtc(lookup))
-            converters.append(None)
-        else:
-            selects.append(lookup)
-            converters.append(_CONVERTERS.get(kind, _cell))
-    return selects, converters
+    selects = []
+    for lookup in columns.values():
+        kind = _kind(queryset.model, lookup)
+        known = kind in _CELL_SQL or kind in _TEXT_KINDS
+        selects.append(_Cell(lookup, kind=kind) if known else F(lookup))
+    sql, params = queryset.values_list(*selects).query.sql_with_params()
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\n").writerow(list(columns))
+    yield header.getvalue().encode()
+    statement = f"COPY ({sql}) TO STDOUT (FORMAT csv)"
+    with connections[queryset.db].cursor() as cursor, cursor.cursor.copy(statement, params) as copy:
+        buffer = bytearray()
+        for data in copy:
+            buffer += data
+            if len(buffer) >= COPY_CHUNK_BYTES:
+                yield bytes(buffer)
+                buffer.clear()
+        if buffer:
+            yield bytes(buffer)
 
 
 def _csv_chunks(
@@ -211,6 +235,17 @@ def jsonl_lines(rows: Iterable[dict[str, Any]], columns: list[str]) -> Iterator[
         yield "".join(batch)
 
 
+def _in_transaction(lines: Iterator[Any], *, using: str) -> Iterator[Any]:
+    """Read the rows in one transaction: one snapshot, and a cursor PostgreSQL streams.
+
+    Outside a transaction Django declares the server-side cursor WITH HOLD, and PostgreSQL
+    then writes the whole result out before it sends the first row (a third of the time of a
+    million-row export, and that much temporary disk).
+    """
+    with transaction.atomic(using=using):
+        yield from lines
+
+
 def export_response(
     *, queryset: QuerySet, columns: dict[str, str], fmt: str, filename: str
 ) -> StreamingHttpResponse:
@@ -218,17 +253,20 @@ def export_response(
     # `columns` maps each column's name in the file to its lookup: "toolset": "run__toolset".
     content_type, extension = FORMATS[fmt]
     names = list(columns)
-    if fmt == "csv":
-        vendor = connections[queryset.db].vendor
-        selects, converters = csv_columns(queryset.model, columns.values(), vendor=vendor)
-        rows = queryset.values_list(*selects).iterator(chunk_size=CHUNK_SIZE)
-        lines = _csv_chunks(rows, names, converters)
+    if fmt == "csv" and connections[queryset.db].vendor == "postgresql":
+        lines = _copy_csv(queryset, columns)
+    elif fmt == "csv":
+        lookups = list(columns.values())
+        rows = queryset.values_list(*lookups).iterator(chunk_size=CHUNK_SIZE)
+        lines = _csv_chunks(rows, names, csv_converters(queryset.model, lookups))
     else:
         plain = [name for name, lookup in columns.items() if name == lookup]
         aliased = {name: F(lookup) for name, lookup in columns.items() if name != lookup}
         rows = queryset.values(*plain, **aliased).iterator(chunk_size=CHUNK_SIZE)
         lines = jsonl_lines(rows, names)
-    response = StreamingHttpResponse(lines, content_type=content_type)
+    response = StreamingHttpResponse(
+        _in_transaction(lines, using=queryset.db), content_type=content_type
+    )
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     response["Content-Disposition"] = f'attachment; filename="{filename}-{stamp}.{extension}"'
     response["Cache-Control"] = "no-store"
