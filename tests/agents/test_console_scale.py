@@ -138,3 +138,21 @@ def test_counts_stop_at_the_cap_and_say_about(root, rows, monkeypatch):
     assert b"about" in response.content
     response = root.get(reverse("admin:agents_toolcall_changelist") + "?status__exact=failed")
     assert not response.context["cl"].paginator.estimated  # a few: counted exactly
+
+
+def test_a_long_list_reads_its_page_by_id_first_and_shows_the_same_rows(root, rows, monkeypatch):
+    from agents.admin import base
+    from agents.models import AuditEvent
+
+    monkeypatch.setattr(base, "IDS_FIRST_OVER", 10)
+    url = reverse("admin:agents_auditevent_changelist")
+    for page in (1, 2):
+        with CaptureQueriesContext(connection) as queries:
+            response = root.get(url, {"p": page})
+        shown = [event.pk for event in response.context["cl"].result_list]
+        expected = AuditEvent.objects.order_by("-created_at", "-id").values_list("pk", flat=True)
+        assert shown == list(expected[(page - 1) * 100 : page * 100])
+        ids_first = [
+            q["sql"] for q in queries if q["sql"].startswith('SELECT "agents_auditevent"."id" AS')
+        ]
+        assert len(ids_first) == 1
