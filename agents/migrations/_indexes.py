@@ -25,28 +25,32 @@ def indexes_apply(
     schema_editor,
     *,
     searched: dict[str, tuple[str, ...]],
-    filtered: dict[str, tuple[str, ...]],
+    filtered: dict[str, tuple[str | tuple[str, ...], ...]],
     remove: bool = False,
 ) -> None:
-    """Create (or drop) the trigram and B-tree indexes of these tables' columns."""
+    """Create (or drop) the trigram and B-tree indexes of these tables' columns.
+
+    A filtered entry that is a tuple of columns is one index on them all, in that order.
+    """
     postgres = schema_editor.connection.vendor == "postgresql"
     quote = schema_editor.quote_name
     concurrently = " CONCURRENTLY" if postgres else ""
     wanted = [
         (table, column, "trgm") for table, cols in searched.items() for column in cols if postgres
     ] + [(table, column, "idx") for table, cols in filtered.items() for column in cols]
-    names = [_names(*spec) for spec in wanted]
+    wanted = [(t, c if isinstance(c, tuple) else (c,), kind) for t, c, kind in wanted]
+    names = [_names(table, "_".join(cols), kind) for table, cols, kind in wanted]
     assert len(set(names)) == len(names), names
-    for (table, column, kind), name in zip(wanted, names, strict=True):
+    for (table, columns, kind), name in zip(wanted, names, strict=True):
         if remove:
             schema_editor.execute(f"DROP INDEX{concurrently} IF EXISTS {quote(name)}")
         elif kind == "trgm":
             schema_editor.execute(
                 f"CREATE INDEX{concurrently} IF NOT EXISTS {quote(name)} ON {quote(table)} "
-                f"USING gin ((UPPER({quote(column)}::text)) gin_trgm_ops)"
+                f"USING gin ((UPPER({quote(columns[0])}::text)) gin_trgm_ops)"
             )
         else:
             schema_editor.execute(
                 f"CREATE INDEX{concurrently} IF NOT EXISTS {quote(name)} "
-                f"ON {quote(table)} ({quote(column)})"
+                f"ON {quote(table)} ({', '.join(quote(c) for c in columns)})"
             )
