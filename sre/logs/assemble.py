@@ -1,8 +1,9 @@
 """Lines into events, and the offset up to which a scan has consumed them.
 
-NGINX logs have one event per line. Python logs (Django, gunicorn) have records that may go on
-for many lines with a traceback: a record ends where the next head line starts. The offset a
-scan may save (`consumed`) never passes the start of a record still open, so a traceback is not
+NGINX logs have one event per line (an access log's common lines, not 5xx, are only counted by
+minute and route: `nginx.access_block_count`, many lines at a time). Python logs (Django,
+gunicorn) have records that may go on for many lines with a traceback: a record ends where the
+next head line starts. The offset a scan may save (`consumed`) never passes the start of a record still open, so a traceback is not
 split between scans. At the end of what was read, the open record is taken when:
 - the file is final (rotated away), or
 - it is structurally complete (its traceback ended with the exception line, groups closed) and

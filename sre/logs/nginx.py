@@ -190,6 +190,7 @@ FAST_ACCESS_RE = re.compile(
 )
 _OTHER = itemgetter(3)
 _CACHE_ENTRIES = 1 << 16
+_CACHED_PATH_BYTES = 256
 _minutes: dict[tuple[bytes, bytes], datetime | None] = {}
 _routes: dict[bytes, str] = {}
 
@@ -232,9 +233,12 @@ def _minute_of(minute: bytes, zone: bytes) -> datetime | None:
 
 
 def _route_of(target: bytes) -> str:
-    if len(_routes) >= _CACHE_ENTRIES:
-        _routes.clear()
-    route = _routes[target] = route_of(unquote(target.decode("ascii"))[:2000]) or "(no path)"
+    route = route_of(unquote(target.decode("ascii"))[:2000]) or "(no path)"
+    # Long paths are not kept: the cache stays small whatever a log holds (64 KiB lines, say).
+    if len(target) <= _CACHED_PATH_BYTES:
+        if len(_routes) >= _CACHE_ENTRIES:
+            _routes.clear()
+        _routes[target] = route
     return route
 
 

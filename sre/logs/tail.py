@@ -278,9 +278,8 @@ class LineReader:
     offset not just past a line break: the cut line's break had not been written yet). An
     unterminated last line is returned only when the file is final (rotated away).
 
-    Iterating gives one `Line` at a time; `pieces()` gives the same lines, but a read's worth of
-    ordinary lines (none over the cap, none skipped) as one `Block`, for parsers that take many
-    lines at once.
+    `pieces()` gives them as `Line`s, except that a read's worth of ordinary lines (none over the
+    cap, none to skip) comes as one `Block`, for parsers that take many lines at once.
     """
 
     def __init__(self, f, *, start: int, limit: int, max_line: int, final: bool):
@@ -291,17 +290,6 @@ class LineReader:
         self.final = final
         self.bytes_read = 0
         self.eof = False  # the end of the file was reached (not the byte limit)
-
-    def __iter__(self) -> Iterator[Line]:
-        for piece in self.pieces():
-            if isinstance(piece, Line):
-                yield piece
-                continue
-            pos = piece.start
-            for data in piece.data.split(b"\n")[:-1]:
-                end = pos + len(data) + 1
-                yield Line(pos, end, data)
-                pos = end
 
     def pieces(self) -> Iterator[Line | Block]:
         f, max_line = self.f, self.max_line

@@ -4,7 +4,8 @@
 tracebacks they go with), then looks for spikes in the windows it touched and queues the SRE
 agent for their code incidents. Each batch of a source is stored, and its checkpoint saved, in
 one transaction: the checkpoint is updated by compare-and-set, so two scans of one source at the
-same time cannot both store the same lines.
+same time cannot both store the same lines. An access log's batch brings its common lines
+already counted by minute and route (`Batch.requests`); its 5xx and odd lines come as events.
 """
 
 from __future__ import annotations

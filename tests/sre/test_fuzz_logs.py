@@ -254,6 +254,16 @@ def test_the_fast_path_counts_what_parse_access_returns(lines):
     assert Counter(counts) == taken and others == rest
 
 
+def test_a_long_path_is_counted_but_not_kept_in_the_route_cache():
+    path = "/a/" + "b" * 400 + "/7"
+    line = COMMON.replace("/api/users/7/profile", path).encode() + b"\n"
+    for _ in range(2):
+        n, counts, others = nginx.access_block_count(line)
+        assert (n, others) == (1, [])
+        assert counts == {(datetime(2025, 3, 14, 9, 26, tzinfo=UTC), route_of(path)): 1}
+    assert path.encode() not in nginx._routes
+
+
 def test_common_access_lines_take_the_fast_path():
     seed = (DATA / "seed-nginx-access.log").read_bytes()
     n, counts, others = nginx.access_block_count(seed)
