@@ -183,8 +183,10 @@ FAST_ACCESS_RE = re.compile(
     rb"(?:[\x21-\x7a\x7c-\x7e][\x21-\x7e]* " + _FIELD + b" " + _FIELD + b" "
     rb"\[(\d\d/(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/\d{4}:\d\d:\d\d)"
     rb":[0-5]\d ([+-]\d{4})\] "
-    # The method, the path (up to `?`, a space or the quote), the query, the protocol.
-    rb'"[A-Za-z]+ (/[\x21\x23-\x3e\x40-\x5b\x5d-\x7e]*)[\x21\x23-\x5b\x5d-\x7e]*'
+    # The method, the path (up to `?`, a space or the quote), the query, the protocol. Each part
+    # starts with a character the one before cannot take, so a line that fails is given up in
+    # one pass (no backtracking through every split of a long path).
+    rb'"[A-Za-z]+ (/[\x21\x23-\x3e\x40-\x5b\x5d-\x7e]*)(?:\?[\x21\x23-\x5b\x5d-\x7e]*)?'
     rb'(?: [\x20\x21\x23-\x5b\x5d-\x7e]*)?"'
     rb" [0-4]\d\d (?:\d+|-)[^\n]*|([^\n]*))\n"
 )

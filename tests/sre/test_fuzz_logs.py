@@ -264,6 +264,12 @@ def test_a_long_path_is_counted_but_not_kept_in_the_route_cache():
     assert path.encode() not in nginx._routes
 
 
+def test_a_long_request_without_its_quote_is_left_to_parse_access():
+    """Given up in one pass: a regex that tried every split of the path took minutes here."""
+    line = b'1.2.3.4 - - [14/Mar/2025:09:26:53 +0000] "GET /' + b"a" * 65000 + b"\n"
+    assert nginx.access_block_count(line) == (1, {}, [line[:-1]])
+
+
 def test_common_access_lines_take_the_fast_path():
     seed = (DATA / "seed-nginx-access.log").read_bytes()
     n, counts, others = nginx.access_block_count(seed)
