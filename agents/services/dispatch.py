@@ -131,15 +131,19 @@ def tool_calls_create(*, run: AgentRun) -> list[ToolCall]:
     return calls
 
 
-def turn_run_at_once(*, run: AgentRun, blocks: list[dict[str, Any]]) -> list[ToolCall] | None:
+def turn_run_at_once(
+    *, run: AgentRun, blocks: list[dict[str, Any]]
+) -> tuple[list[ToolCall], Escalate | None] | None:
     """Answer a turn whose every call is a look-up, before anything is saved; or None.
 
     For a reply that asks only for tools that run without approval and may run twice (reads,
     look-ups) or for tools that do not exist or with invalid input, running them before the
     reply is saved changes nothing a crash could leave half done: the step is taken again. The
     calls come back unsaved, answered, for the step to record with the reply in one
-    transaction. Anything else (a proposal, a tool that must not run twice, an outage, an
-    escalation) gives None, and the turn goes the general way: saved first, then dispatched.
+    transaction, with the escalation if one asked for a person (the calls after it are left
+    queued, and the run's end cancels them). Anything else (a proposal, a tool that must not
+    run twice, an outage) gives None, and the turn goes the general way: saved first, then
+    dispatched.
     """
     toolset = toolset_get(run.toolset)
     now = timezone.now()
@@ -160,12 +164,14 @@ def turn_run_at_once(*, run: AgentRun, blocks: list[dict[str, Any]]) -> list[Too
             **fields,
         )
         planned.append((tool, call))
+    escalation = None
     for tool, call in planned:
         if call.status == TC.INVALID:
             continue
+        if escalation is not None:
+            break
         call.status, call.attempts, call.started_at = TC.EXECUTING, 1, timezone.now()
         started = time.monotonic()
-        escalation = None
         try:
             content, is_error, escalation = handler_outcome(tool, call)
         except ToolError as error:
@@ -175,13 +181,11 @@ def turn_run_at_once(*, run: AgentRun, blocks: list[dict[str, Any]]) -> list[Too
             is_error = True
         except TRANSIENT:
             return None
-        if escalation is not None:
-            return None
         call.status = TC.FAILED if is_error else TC.SUCCEEDED
         call.result, call.is_error = nul_free(content), is_error
         call.finished_at = timezone.now()
         call.duration_ms = int((time.monotonic() - started) * 1000)
-    return [call for _, call in planned]
+    return [call for _, call in planned], escalation
 
 
 def turn_results(calls: list[ToolCall]) -> dict[str, Any]:

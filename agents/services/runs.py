@@ -330,13 +330,17 @@ def _turn_at_once(*, run: AgentRun, token: uuid.UUID, reply: llm.ModelReply) -> 
     _reply_count(after, reply, usage, cost)
     if _cap_reached(after):
         return None
-    calls = turn_run_at_once(run=after, blocks=blocks)
-    if calls is None:
+    answered = turn_run_at_once(run=after, blocks=blocks)
+    if answered is None:
         return None
-    after.messages = [*run.messages, assistant, turn_results(calls)]
-    after.status, after.status_reason = Status.QUEUED, ""
-    after.claim_token = after.claimed_at = None
-    after.step = run.step + 1
+    calls, escalation = answered
+    if escalation is None:
+        after.messages = [*run.messages, assistant, turn_results(calls)]
+        after.status, after.status_reason = Status.QUEUED, ""
+        after.claim_token = after.claimed_at = None
+        after.step = run.step + 1
+    else:  # a person takes over: nothing goes back to Claude, the run ends below
+        after.messages = [*run.messages, assistant]
     after.updated_at = timezone.now()
     with transaction.atomic():
         fields = {name: getattr(after, name) for name in _TURN_FIELDS}
@@ -362,6 +366,10 @@ def _turn_at_once(*, run: AgentRun, token: uuid.UUID, reply: llm.ModelReply) -> 
             for call in calls
             if call.status == ToolCall.Status.FAILED
         ]
+        if escalation is not None:
+            AuditEvent.objects.bulk_create(events)
+            run_end(run=after, status=Status.ESCALATED, reason=escalation.reason)
+            return None
         events.append(results_sent_event(run=after, calls=calls))
         AuditEvent.objects.bulk_create(events)
         lifecycle.step_queue_on_commit(after)

@@ -116,6 +116,33 @@ def test_escalate_tool_ends_the_run_escalated(fake_anthropic, worker, widgets):
     assert (run.pk, S.ESCALATED) in toolbox.status_changes
 
 
+def test_an_escalation_runs_once_and_the_calls_after_it_are_cancelled(
+    fake_anthropic, worker, widgets, monkeypatch
+):
+    toolset = toolset_get("toolbox")
+    real = toolset.tools["escalate_to_human"]
+    asked = []
+
+    def escalate(context, value):
+        asked.append(value.reason)
+        return real.handler(context, value)
+
+    monkeypatch.setitem(toolset.tools, "escalate_to_human", replace(real, handler=escalate))
+    ids = fake_anthropic.push_tool_use(
+        ("escalate_to_human", {"reason": "A person should look."}),
+        ("lookup_widget", {"name": "gear"}),
+    )
+    run = start(worker)
+    worker.drain()
+    run = assert_status(run, S.ESCALATED)
+    assert asked == ["A person should look."]  # the person is asked for once
+    escalated, after = (ToolCall.objects.get(tool_use_id=i) for i in ids)
+    assert escalated.status == ToolCall.Status.SUCCEEDED
+    assert after.status == ToolCall.Status.CANCELLED
+    assert run.messages[-1]["role"] == "assistant"  # nothing went back to Claude
+    assert len(fake_anthropic.message_requests) == 1
+
+
 def test_a_handler_crash_is_an_error_result_and_the_run_goes_on(
     fake_anthropic, worker, widgets, monkeypatch
 ):
