@@ -136,6 +136,9 @@ def test_counts_stop_at_the_cap_and_say_about(root, rows, monkeypatch):
     changelist = response.context["cl"]
     assert changelist.paginator.estimated and changelist.result_count > 50
     assert b"about" in response.content
+    response = root.get(reverse("admin:agents_toolcall_changelist") + "?q=find_customer")
+    assert response.context["cl"].paginator.estimated
+    assert b"about " in response.content and b" results" in response.content
     response = root.get(reverse("admin:agents_toolcall_changelist") + "?status__exact=failed")
     assert not response.context["cl"].paginator.estimated  # a few: counted exactly
 
