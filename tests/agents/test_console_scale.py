@@ -39,6 +39,7 @@ LARGE = {
     "support_message",
     "support_refund",
     "support_replydraft",
+    "sre_trafficwindow",
 }
 SEARCH = "okafor"
 EXTRA_PAGES = ["admin:agents_toolcall_approvals", "admin:agents_toolcall_approvals_live"]
