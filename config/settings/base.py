@@ -129,6 +129,8 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+    # On PostgreSQL a queued task wakes an idle cluster by NOTIFY (agents/broker.py).
+    Q_CLUSTER["broker_class"] = "agents.broker.NotifyingORM"
 
 # --- Agents (the engine) ----------------------------------------------------------------------
 ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
