@@ -207,9 +207,9 @@ def main() -> None:
     )
     if busiest > cores / 2:
         load += (
-            " The machine had other work running (the benchmarks themselves use about one core "
-            "at a time): the figures are noisier than on an idle machine, and the slower rows "
-            "more so; compare ratios measured in the same run rather than absolute times."
+            " The load passed half the cores (the benchmarks' own workers, fakes and databases "
+            "count, and so would any other work): the figures are noisier than on an idle "
+            "machine; compare ratios measured in the same run rather than absolute times."
         )
     head = [
         "# Benchmarks",

@@ -203,8 +203,20 @@ def main() -> None:
         print("| --- | --- | --- |")
         for done, sizes in rss_rows:
             print(f"| {done} | {', '.join(f'{s:.0f}' for s in sizes)} | {sum(sizes):.0f} MB |")
-        first, last = sum(rss_rows[0][1]), sum(rss_rows[-1][1])
-        print(f"\nFrom {rss_rows[0][0]} to {rss_rows[-1][0]} runs: {last - first:+.1f} MB in all.")
+        # django-q2 replaces a worker after `recycle` tasks (500 by default): compare samples
+        # of the same processes, the first and the last taken before any was replaced.
+        same = [row for row in rss_rows if len(row[1]) == len(rss_rows[0][1])]
+        first, last = same[0], same[-1]
+        print(
+            f"\nFrom {first[0]} to {last[0]} runs, the same {len(first[1])} processes: "
+            f"{sum(last[1]) - sum(first[1]):+.1f} MB in all, the largest "
+            f"{max(last[1]) - max(first[1]):+.1f} MB."
+        )
+        if len(same) < len(rss_rows):
+            print(
+                "After that django-q2 replaced a worker (`recycle`, 500 tasks by default); "
+                "the new one starts small."
+            )
 
 
 class LatencyFromFile:
