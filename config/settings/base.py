@@ -120,8 +120,9 @@ Q_CLUSTER = {
     "ack_failures": True,
     "save_limit": 1000,
     "catch_up": False,
-    # How often an idle cluster asks the ORM broker for tasks (Redis hands them over at once).
-    # A run's first step waits half of it on average; each poll is one indexed query.
+    # How often an idle cluster asks the ORM broker for tasks on SQLite: a run's first step
+    # waits half of it on average, each poll one indexed query. On PostgreSQL a NOTIFY wakes
+    # the cluster (agents/broker.py); Redis hands tasks over at once.
     "poll": env.float("Q_POLL", default=0.02),
     "label": "Task queue",
 }
