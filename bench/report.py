@@ -42,9 +42,10 @@ def benches(postgres: str, redis: str) -> list[Bench]:
             "bench/engine_vs_sdk.py",
             ["--runs", "20", "--postgres", postgres, "--redis", redis],
             about=(
-                "With the ORM broker an idle cluster looks for new tasks every 20 ms "
-                "(`Q_POLL`), so a run's first step waits about 10 ms on average; the steps "
-                "after it continue in the same task. Redis hands a task over as it is queued. "
+                "With the ORM broker on PostgreSQL a NOTIFY wakes the idle cluster as a task "
+                "is queued (agents/broker.py; on SQLite it looks every `Q_POLL`, 20 ms); Redis "
+                "hands a task over as it is queued. The steps after the first continue in the "
+                "same task. "
                 "Added per model call = (engine − raw) / 3, from the medians; engine p95 is "
                 "over the same runs. The cache column is the share of input tokens read from "
                 "the prompt cache: the engine puts a breakpoint on the newest turn, the raw "
