@@ -521,6 +521,7 @@ class MessageBatch(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name_plural = "message batches"
 
     def __str__(self) -> str:
         return f"Batch {self.batch_id or f'#{self.pk}'}"
