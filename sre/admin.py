@@ -244,7 +244,7 @@ class TrafficWindowAdmin(ScaleMixin, ReadOnlyMixin, admin.ModelAdmin):
 class PatchProposalAdmin(ScaleMixin, ReadOnlyMixin, admin.ModelAdmin):
     """Read-only; a patch is reviewed and decided on its proposal's review page."""
 
-    list_display = ("__str__", "state", "incident", "review_link", "pr_url", "created_at")
+    list_display = ("__str__", "state", "incident", "review_link", "pull_request", "created_at")
     list_filter = ("tool_call__status", "pr_state")
     list_select_related = ("incident", "tool_call__proposal")
 
@@ -254,6 +254,12 @@ class PatchProposalAdmin(ScaleMixin, ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description="where it stands")
     def state(self, obj: PatchProposal) -> str:
         return obj.get_status_display()
+
+    @admin.display(description="Pull request", ordering="pr_number")
+    def pull_request(self, obj: PatchProposal) -> str:
+        if not obj.pr_url:
+            return "-"
+        return format_html('<a href="{}">#{}</a>', obj.pr_url, obj.pr_number or "?")
 
     @admin.display(description="Review")
     def review_link(self, obj: PatchProposal) -> str:
