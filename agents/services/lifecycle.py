@@ -5,6 +5,7 @@ Every function here expects to run inside a transaction with the run row locked.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -64,16 +65,25 @@ def run_wait_for_approval(run: AgentRun) -> None:
     notify_on_commit(run)
 
 
-def run_end(*, run: AgentRun, status: str, reason: str, actor: Any = None) -> None:
-    """Finish the run; its undecided tool calls are cancelled."""
+def run_end(
+    *, run: AgentRun, status: str, reason: str, actor: Any = None, claim: uuid.UUID | None = None
+) -> bool:
+    """Finish the run; its undecided tool calls are cancelled.
+
+    With `claim`, the run need not be locked: its save is the compare-and-set on that claim of
+    a running run, and nothing is written (False) when the claim was lost meanwhile.
+    """
     previous = run.status
     run.status = status
     run.status_reason = reason
     run.claim_token = None
     run.claimed_at = None
     run.next_attempt_at = None
-    run.finished_at = timezone.now()
-    run.save()
+    run.finished_at = run.updated_at = timezone.now()
+    if claim is None:
+        run.save()
+    elif not run_save_claimed(run, claim=claim):
+        return False
     tool_calls_cancel_open(run=run, reason=reason, actor=actor)
     audit_record(
         kind=f"run.{status}",
@@ -83,6 +93,34 @@ def run_end(*, run: AgentRun, status: str, reason: str, actor: Any = None) -> No
         data={"from": previous, "turns": run.turns, "cost_usd": str(run.cost_usd)},
     )
     notify_on_commit(run)
+    return True
+
+
+# What a step writes on the run it holds the claim of (its reply, counts, status, claim, step).
+STEP_FIELDS = (
+    "messages",
+    "turns",
+    "attempts",
+    "next_attempt_at",
+    "last_stop_reason",
+    "cost_usd",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "status",
+    "status_reason",
+    "claim_token",
+    "claimed_at",
+    "step",
+)
+
+
+def run_save_claimed(run: AgentRun, *, claim: uuid.UUID) -> bool:
+    """Save the step's fields if the run is still running on `claim`: one UPDATE, no read."""
+    fields = {name: getattr(run, name) for name in (*STEP_FIELDS, "finished_at", "updated_at")}
+    claimed = AgentRun.objects.filter(pk=run.pk, status=Status.RUNNING, claim_token=claim)
+    return bool(claimed.update(**fields))
 
 
 def tool_calls_cancel_open(*, run: AgentRun, reason: str, actor: Any = None) -> int:

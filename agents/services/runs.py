@@ -17,8 +17,9 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Q
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from agents import llm, redaction
@@ -47,6 +48,7 @@ STEP_TASK = "agents.tasks.run_advance_task"
 
 # Stop reasons that end or continue a run, handled one by one in `_reply_record`.
 CONTINUE_STOPS = {"tool_use", "pause_turn", "max_tokens"}
+END_STOPS = {"end_turn", "stop_sequence"}
 
 
 def run_start(
@@ -89,19 +91,28 @@ def run_start(
     return run
 
 
-def run_advance(*, run_id: int, step: int, run: AgentRun | None = None) -> AgentRun | None:
+def run_advance(
+    *, run_id: int, step: int, run: AgentRun | None = None, go_on: bool = False
+) -> AgentRun | None:
     """Do the work of one step: dispatch a saved reply's tool calls, or make one model call.
 
     `run` is the run as this task last saved it (its next step): claimed by compare-and-set on
-    the step, it cannot have changed since, so it is not read again. Returns the run as the step
-    left it when the step saved everything in one transaction (a turn of look-ups), else None.
+    the step, it cannot have changed since, so it is not read again; without it, the claim reads
+    the run in the same statement. With `go_on` (this task takes the next step itself), a turn
+    of look-ups also claims the next step in the transaction that saves it, and the run comes
+    back running on that claim. Returns the run as the step left it when the step saved
+    everything in one transaction (a turn of look-ups, the run's end), else None.
     """
-    token = _run_claim(run_id=run_id, step=step)
+    if run is None or run.pk != run_id or run.step != step:
+        run = _run_claim_read(run_id=run_id, step=step)
+        token = run.claim_token if run is not None else None
+    elif run.status == Status.RUNNING and run.claim_token is not None:
+        token = run.claim_token  # claimed for this task as the step before it was saved
+    else:
+        token = _run_claim(run_id=run_id, step=step)
     if token is None:
         logger.info("run %s step %s: already claimed or moved on; nothing to do", run_id, step)
         return None
-    if run is None or run.pk != run_id or run.step != step:
-        run = AgentRun.objects.get(pk=run_id)
     if _last_reply_unanswered(run):
         # A worker saved the reply and died before its tool calls were answered.
         tool_calls_create(run=run)
@@ -121,9 +132,11 @@ def run_advance(*, run_id: int, step: int, run: AgentRun | None = None) -> Agent
             run=run, token=token, status=Status.FAILED, reason=f"The model call failed: {error}"
         )
         return None
-    answered = _turn_at_once(run=run, token=token, reply=reply)
+    answered = _turn_at_once(run=run, token=token, reply=reply, go_on=go_on)
     if answered is not None:
         return answered
+    if reply.message.stop_reason in END_STOPS:
+        return _end_at_once(run=run, token=token, reply=reply)
     if _reply_record(run_id=run.pk, token=token, reply=reply):
         turn_dispatch(run_id=run.pk)
     return None
@@ -147,17 +160,24 @@ def run_drive(*, run_id: int, step: int) -> None:
 
     What continues here never waits for the broker between a tool result and the next model
     call, and the next step is not queued while this task will take it (queued, it would only
-    find its step claimed). When the loop stops with a step due (the deadline, the bound), that
-    step is queued; if this process dies in between, the sweep queues it (a queued run left
-    alone). Bounded by the turn cap and by a quarter of the task timeout (django-q2 kills a task
-    that outlives it, so a step begun late still has most of it); a step with a delay (a retry)
-    is left to the sweep.
+    find its step claimed). A turn of look-ups hands its claim on to the next step as it is
+    saved; if this process dies before that step's model call, the sweep takes the step back
+    once the claim is stale, as for a death during a model call. When the loop stops with a
+    step due (the deadline, the bound), that step is queued; if this process dies in between,
+    the sweep queues it (a queued run left alone). Bounded by the turn cap and by a quarter of
+    the task timeout (django-q2 kills a task that outlives it, so a step begun late still has
+    most of it); a step with a delay (a retry) is left to the sweep.
     """
     deadline = time.monotonic() + settings.Q_CLUSTER.get("timeout", 300) / 4
+    bound = 2 * settings.AGENTS_MAX_TURNS + 2
     run: AgentRun | None = None
     with lifecycle.driving(run_id):
-        for _ in range(2 * settings.AGENTS_MAX_TURNS + 2):
-            run = run_advance(run_id=run_id, step=step, run=run)
+        for index in range(bound):
+            go_on = index + 1 < bound and time.monotonic() < deadline
+            run = run_advance(run_id=run_id, step=step, run=run, go_on=go_on)
+            if run is not None and run.status == Status.RUNNING:
+                step = run.step  # its claim is this task's: take the step now
+                continue
             if time.monotonic() > deadline:
                 break
             if run is not None:
@@ -201,18 +221,39 @@ def run_cancel(*, run_id: int, user: Any, reason: str) -> AgentRun:
     return run
 
 
-def _run_claim(*, run_id: int, step: int) -> uuid.UUID | None:
+def _claimable(*, run_id: int, step: int):
+    """The run at `step` if it may be claimed now, and what claiming it writes."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.AGENTS_STALE_CLAIM_SECONDS)
-    token = uuid.uuid4()
     claimable = Q(status=Status.QUEUED) & (
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     )
     claimable |= Q(status=Status.RUNNING, claimed_at__lt=stale)
-    updated = AgentRun.objects.filter(claimable, pk=run_id, step=step).update(
-        status=Status.RUNNING, claim_token=token, claimed_at=now
-    )
-    return token if updated else None
+    status, token, claimed_at = _claim_values(now)
+    claim = {"status": status, "claim_token": token, "claimed_at": claimed_at}
+    return AgentRun.objects.filter(claimable, pk=run_id, step=step), claim
+
+
+def _claim_values(now=None) -> tuple[str, uuid.UUID, Any]:
+    """What a claim writes: running, a new token, since now."""
+    return Status.RUNNING, uuid.uuid4(), now or timezone.now()
+
+
+def _run_claim(*, run_id: int, step: int) -> uuid.UUID | None:
+    runs, claim = _claimable(run_id=run_id, step=step)
+    return claim["claim_token"] if runs.update(**claim) else None
+
+
+def _run_claim_read(*, run_id: int, step: int) -> AgentRun | None:
+    """Claim the step and read the run as claimed, in one statement (UPDATE ... RETURNING)."""
+    runs, claim = _claimable(run_id=run_id, step=step)
+    query = runs.query.chain(UpdateQuery)
+    query.add_update_values(claim)
+    sql, params = query.get_compiler(runs.db).as_sql()
+    ops = connections[runs.db].ops
+    columns = ", ".join(ops.quote_name(f.column) for f in AgentRun._meta.concrete_fields)
+    claimed = list(AgentRun.objects.raw(f"{sql} RETURNING {columns}", params))
+    return claimed[0] if claimed else None
 
 
 def _last_reply_unanswered(run: AgentRun) -> bool:
@@ -291,32 +332,15 @@ def _assistant(reply: llm.ModelReply) -> dict[str, Any]:
     return {"role": "assistant", "content": nul_free(content)}
 
 
-# What a step that answers its turn at once writes on the run, in one UPDATE.
-_TURN_FIELDS = (
-    "messages",
-    "turns",
-    "attempts",
-    "next_attempt_at",
-    "last_stop_reason",
-    "cost_usd",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "status",
-    "status_reason",
-    "claim_token",
-    "claimed_at",
-    "step",
-)
-
-
-def _turn_at_once(*, run: AgentRun, token: uuid.UUID, reply: llm.ModelReply) -> AgentRun | None:
+def _turn_at_once(
+    *, run: AgentRun, token: uuid.UUID, reply: llm.ModelReply, go_on: bool = False
+) -> AgentRun | None:
     """A turn of look-ups: run them, then save reply, calls, results and the next step at once.
 
     One transaction, whose UPDATE is the compare-and-set on the claim: a step that lost its
-    claim writes nothing. Returns the run as saved (queued for its next step), or None when the
-    turn must go the general way (see `turn_run_at_once`), the cap is reached or the claim lost.
+    claim writes nothing. Returns the run as saved: queued for its next step, or with `go_on`
+    running on a new claim of it, for this task. None when the turn must go the general way
+    (see `turn_run_at_once`), the cap is reached or the claim lost.
     """
     if reply.message.stop_reason != "tool_use":
         return None
@@ -336,16 +360,17 @@ def _turn_at_once(*, run: AgentRun, token: uuid.UUID, reply: llm.ModelReply) -> 
     calls, escalation = answered
     if escalation is None:
         after.messages = [*run.messages, assistant, turn_results(calls)]
-        after.status, after.status_reason = Status.QUEUED, ""
-        after.claim_token = after.claimed_at = None
+        after.status_reason = ""
         after.step = run.step + 1
+        if go_on:
+            after.status, after.claim_token, after.claimed_at = _claim_values()
+        else:
+            after.status, after.claim_token, after.claimed_at = Status.QUEUED, None, None
     else:  # a person takes over: nothing goes back to Claude, the run ends below
         after.messages = [*run.messages, assistant]
     after.updated_at = timezone.now()
     with transaction.atomic():
-        fields = {name: getattr(after, name) for name in _TURN_FIELDS}
-        claimed = AgentRun.objects.filter(pk=run.pk, status=Status.RUNNING, claim_token=token)
-        if not claimed.update(**fields, updated_at=after.updated_at):
+        if not lifecycle.run_save_claimed(after, claim=token):
             logger.warning("run %s: claim lost before the reply was saved; reply dropped", run.pk)
             return None
         _model_call(run=run, reply=reply, usage=usage, cost=cost).save(force_insert=True)
@@ -372,8 +397,32 @@ def _turn_at_once(*, run: AgentRun, token: uuid.UUID, reply: llm.ModelReply) -> 
             return None
         events.append(results_sent_event(run=after, calls=calls))
         AuditEvent.objects.bulk_create(events)
-        lifecycle.step_queue_on_commit(after)
+        if not go_on:
+            lifecycle.step_queue_on_commit(after)
     return after
+
+
+def _end_at_once(*, run: AgentRun, token: uuid.UUID, reply: llm.ModelReply) -> AgentRun | None:
+    """Claude finished its turn: save the reply and end the run, without reading it again.
+
+    `run` is the run as claimed. The run's save is the compare-and-set on the claim (see
+    `run_end`): a step that lost its claim (the run was cancelled meanwhile) writes nothing.
+    Returns the run as ended, or None when the claim was lost.
+    """
+    usage = _usage(reply.message)
+    cost = _reply_cost(run, usage, batch=reply.batch)
+    after = copy.copy(run)
+    _reply_count(after, reply, usage, cost)
+    after.messages = [*run.messages, _assistant(reply)]
+    with transaction.atomic():
+        if not run_end(run=after, status=Status.COMPLETED, reason=FINISHED, claim=token):
+            logger.warning("run %s: claim lost before the reply was saved; reply dropped", run.pk)
+            return None
+        _model_call(run=run, reply=reply, usage=usage, cost=cost).save(force_insert=True)
+    return after
+
+
+FINISHED = "Claude finished its turn."
 
 
 def _reply_record(*, run_id: int, token: uuid.UUID, reply: llm.ModelReply) -> bool:
@@ -399,9 +448,9 @@ def _reply_record(*, run_id: int, token: uuid.UUID, reply: llm.ModelReply) -> bo
             run.save()
             tool_calls_create(run=run)
             return True
-        if stop in ("end_turn", "stop_sequence"):
+        if stop in END_STOPS:
             run.messages = [*run.messages, assistant]
-            run_end(run=run, status=Status.COMPLETED, reason="Claude finished its turn.")
+            run_end(run=run, status=Status.COMPLETED, reason=FINISHED)
         elif stop == "pause_turn":
             # The API paused a long turn: send the conversation back as it is to let it go on.
             run.messages = [*run.messages, assistant]

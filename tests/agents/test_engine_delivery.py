@@ -316,3 +316,56 @@ def test_a_handler_that_cannot_know_the_outcome_is_retried_with_the_same_key(
     assert call.status == ToolCall.Status.SUCCEEDED and call.attempts == 2
     assert keys == [call.idempotency_key, call.idempotency_key]
     assert Shipment.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "replies, cancelled_at",
+    [
+        pytest.param(["lookup"], 0, id="a turn of look-ups"),
+        pytest.param(["end"], 0, id="the last turn"),
+        pytest.param(["lookup", "end"], 1, id="the turn after look-ups, on the claim handed on"),
+    ],
+)
+def test_a_run_cancelled_while_its_model_call_is_out_keeps_nothing_of_the_reply(
+    fake_anthropic, worker, widgets, monkeypatch, replies, cancelled_at
+):
+    """Invariant: a step saves its reply only while it holds its claim; a cancel takes it away.
+
+    The quick paths (a turn of look-ups, the end of a run, a step claimed as the turn before
+    it was saved) save without locking the run first: their save is the compare-and-set on the
+    claim, so a cancel that lands while the model is thinking leaves the run cancelled, with
+    nothing of that reply recorded.
+    """
+    from agents.services import runs
+
+    for reply in replies:
+        if reply == "lookup":
+            fake_anthropic.push_tool_use(("lookup_widget", {"name": "gear"}))
+        else:
+            fake_anthropic.push_text("There are 10 gears.")
+    run = start(worker, text="How many gears?")
+    operator = user_create(perms=["agents.cancel_agentrun"])
+    real = runs.run_model_request
+
+    def cancelled_meanwhile(claimed):
+        request = real(claimed)
+        if claimed.step == cancelled_at:
+            run_cancel(run_id=claimed.pk, user=operator, reason="The customer wrote again.")
+        return request
+
+    monkeypatch.setattr(runs, "run_model_request", cancelled_meanwhile)
+    worker.run(worker.take())
+    run = assert_status(run, S.CANCELLED)
+    # The call was made and its reply dropped; nothing after the cancel.
+    assert len(fake_anthropic.message_requests) == cancelled_at + 1
+    assert run.status_reason == "The customer wrote again."
+    assert (run.turns, run.model_calls.count(), len(run.messages)) == (
+        cancelled_at,
+        cancelled_at,
+        1 + 2 * cancelled_at,
+    )
+    assert run.tool_calls.count() == cancelled_at
+    kinds = list(run.events.values_list("kind", flat=True).order_by("pk"))
+    assert kinds[0] == "run.started" and kinds[-1] == "run.cancelled"
+    assert "run.completed" not in kinds
+    assert worker.drain() == []

@@ -38,6 +38,7 @@ def test_a_task_past_its_deadline_queues_the_step_it_leaves(
     worker.run(worker.take())
     run.refresh_from_db()
     assert run.status == AgentRun.Status.QUEUED and run.step == 1
+    assert run.claim_token is None  # it claims no step it will not take itself
     [left] = worker.queued()
     assert (left.func, left.args) == ("agents.tasks.run_advance_task", (run.pk, 1))
     worker.drain()
@@ -45,10 +46,15 @@ def test_a_task_past_its_deadline_queues_the_step_it_leaves(
     assert run.status == AgentRun.Status.COMPLETED and len(fake_anthropic.message_requests) == 2
 
 
-def test_a_step_whose_task_died_before_taking_it_is_queued_by_the_sweep(
-    fake_anthropic, worker, widgets, monkeypatch
+def test_a_step_whose_task_died_before_taking_it_is_taken_back_when_its_claim_is_stale(
+    fake_anthropic, worker, widgets, monkeypatch, settings
 ):
-    """This task meant to take the next step itself, so none was queued; then it died."""
+    """The turn of look-ups handed its claim on to the next step; then the task died.
+
+    Nothing was queued for that step and the run says it is running: the sweep leaves it to its
+    task until the claim is stale (as for a task that dies during a model call), then queues
+    it, and the run goes on with one model call per step.
+    """
     from datetime import timedelta
 
     from django.utils import timezone
@@ -70,14 +76,18 @@ def test_a_step_whose_task_died_before_taking_it_is_queued_by_the_sweep(
         worker.run(worker.take())
     monkeypatch.undo()
     run.refresh_from_db()
-    assert run.status == AgentRun.Status.QUEUED and worker.queued() == []
+    assert (run.status, run.step) == (AgentRun.Status.RUNNING, 1) and worker.queued() == []
+    assert run.claim_token is not None and run.model_calls.count() == 1
+    stale = timedelta(seconds=settings.AGENTS_STALE_CLAIM_SECONDS)
     with worker.committing():
-        assert agents_sweep().runs_queued == 0  # within the grace: perhaps still in a broker
+        assert agents_sweep(now=timezone.now() + stale / 2).runs_queued == 0  # still its task's
     with worker.committing():
-        assert agents_sweep(now=timezone.now() + timedelta(minutes=3)).runs_queued == 1
+        assert agents_sweep(now=timezone.now() + stale * 2).runs_queued == 1
+    AgentRun.objects.filter(pk=run.pk).update(claimed_at=timezone.now() - stale * 2)
     worker.drain()
     run.refresh_from_db()
     assert run.status == AgentRun.Status.COMPLETED and len(fake_anthropic.message_requests) == 2
+    assert run.model_calls.count() == 2
 
 
 def test_a_step_with_a_delay_is_left_to_the_broker(fake_anthropic, worker, widgets):

@@ -1,9 +1,10 @@
 """What a step costs the database: a turn of look-ups is a few queries and two commits.
 
-Invariant: a look-up step (claim, model call, the tools, the reply with its results and the
-next step) makes at most 8 queries and 2 commits, however long the conversation is — the run
-and its conversation are not read again inside the task that saved them. The tools' own
-queries (the widget look-up) are theirs, not the engine's, and are left out.
+Invariant: a look-up step (model call, the tools, the reply with its results, the next step
+claimed for the same task) makes at most 4 queries and 1 commit, however long the
+conversation is (the issue asked for at most 8 and 2) — the run and its conversation are not
+read again inside the task that saved them. The tools' own queries (the widget look-up) are
+theirs, not the engine's, and are left out.
 """
 
 from __future__ import annotations
@@ -62,20 +63,30 @@ def queries(ledger: Ledger) -> int:
     return sum(1 for s in ledger.statements if not s.startswith(("BEGIN", "COMMIT")))
 
 
-def test_a_look_up_step_makes_at_most_8_queries_and_2_commits_at_any_length(
+def test_a_look_up_step_makes_at_most_4_queries_and_1_commit_at_any_length(
     fake_anthropic, worker, widgets, monkeypatch
 ):
     short = drive(fake_anthropic, worker, monkeypatch, lookups=2)
     long = drive(fake_anthropic, worker, monkeypatch, lookups=6)
     per_step = (queries(long) - queries(short)) / 4
     commits_per_step = (long.commits - short.commits) / 4
-    assert per_step <= 8, long.statements
-    assert commits_per_step <= 2, long.statements
+    assert per_step <= 4, long.statements
+    assert commits_per_step <= 1, long.statements
     # Linear in the steps, not in the conversation: each step costs what the first ones did.
     assert queries(short) - per_step * 2 == queries(long) - per_step * 6
-    # The run with its conversation is read when the task starts and when its end is saved
-    # (locked) and told to its domain: never again for a step it saved itself.
-    assert run_reads(short) == run_reads(long) <= 3, long.statements
+    # The claim returns the run it claims (UPDATE ... RETURNING), and a step this task saved is
+    # never read again: the run with its conversation is read once, when its end is told to its
+    # domain. Nothing locks it by reading (the saves are compare-and-sets on the claim).
+    assert run_reads(short) == run_reads(long) == 1, long.statements
+    assert not [s for s in long.statements if "FOR UPDATE" in s]
+
+
+def test_the_end_of_a_run_is_one_save_of_the_run(fake_anthropic, worker, widgets, monkeypatch):
+    """A run that ends at its first reply: claim, then one transaction saving everything."""
+    ledger = drive(fake_anthropic, worker, monkeypatch, lookups=0)
+    run_writes = [s for s in ledger.statements if s.startswith('UPDATE "AGENTS_AGENTRUN"')]
+    assert len(run_writes) == 2 and "RETURNING" in run_writes[0], ledger.statements
+    assert ledger.commits == 2, ledger.statements
 
 
 def run_reads(ledger: Ledger) -> int:
