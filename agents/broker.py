@@ -3,10 +3,11 @@
 The ORM broker (the default without Redis) finds new tasks by asking the queue table, and an
 idle cluster asks every `Q_POLL` seconds: a run's first step waits half of that on average, and
 an idle cluster makes a query every poll. On PostgreSQL each task queued also sends a NOTIFY on
-the queue's channel (delivered when its transaction commits), and an idle cluster waits on
-LISTEN: it wakes as the task is committed, and looks by itself only every `NOTIFY_WAIT` seconds
-(a task whose delivery timed out is due again without a notice). On SQLite it is django-q2's
-broker as it is: ask, then sleep `Q_POLL`.
+the queue's channel, in the statement that inserts it (delivered when its transaction commits),
+and an idle cluster waits on LISTEN: it wakes as the task is committed, and looks by itself only
+every `NOTIFY_WAIT` seconds (a task whose delivery timed out is due again without a notice). It
+takes its tasks in one statement too, skipping rows another cluster is taking. On SQLite it is
+django-q2's broker as it is: ask, then sleep `Q_POLL`.
 
 Nothing depends on the notice arriving: the queue table is the truth, and a lost notice costs
 at most one wait.
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 # The longest an idle cluster on PostgreSQL waits before it looks at the table by itself.
 NOTIFY_WAIT = 1.0
+_TABLE = OrmQ._meta.db_table
 
 
 def channel_of(list_key: str) -> str:
@@ -49,11 +51,17 @@ class NotifyingORM(ORM):
         return connections[Conf.ORM].vendor == "postgresql"
 
     def enqueue(self, task) -> int:
-        pk = super().enqueue(task)
-        if self._on_postgresql():
-            with connections[Conf.ORM].cursor() as cursor:
-                cursor.execute("SELECT pg_notify(%s, '')", [channel_of(self._key)])
-        return pk
+        if not self._on_postgresql():
+            return super().enqueue(task)
+        # The row and its notice in one statement (one round trip, as the task is queued).
+        self.get_connection()
+        with connections[Conf.ORM].cursor() as cursor:
+            cursor.execute(
+                f'WITH task AS (INSERT INTO {_TABLE} ("key", "payload", "lock") VALUES (%s, %s, %s) '
+                'RETURNING "id") SELECT "id", pg_notify(%s, \'\') FROM task',
+                [self._key, task, timezone.now(), channel_of(self._key)],
+            )
+            return cursor.fetchone()[0]
 
     @property
     def _key(self) -> str:
@@ -75,7 +83,22 @@ class NotifyingORM(ORM):
         return None
 
     def _claim(self) -> list[tuple[int, str]]:
-        """Take the due tasks, as django-q2's ORM broker does (another cluster may be faster)."""
+        """Take the due tasks, as django-q2's ORM broker does (another cluster may be faster).
+
+        On PostgreSQL in one statement: the due rows no other cluster is taking (SKIP LOCKED),
+        oldest first, locked until `retry` and returned.
+        """
+        if self._on_postgresql():
+            self.get_connection()  # closes a connection gone stale, as django-q2's broker does
+            now = timezone.now()
+            with connections[Conf.ORM].cursor() as cursor:
+                cursor.execute(
+                    f'UPDATE {_TABLE} SET "lock" = %s WHERE "id" IN (SELECT "id" FROM {_TABLE} '
+                    'WHERE "key" = %s AND "lock" < %s ORDER BY "id" LIMIT %s FOR UPDATE SKIP LOCKED) '
+                    'RETURNING "id", "payload"',
+                    [self.timeout(None), self._key, now, Conf.BULK],
+                )
+                return sorted(cursor.fetchall())
         queued = OrmQ.objects.using(Conf.ORM)
         due = list(
             self.get_connection().filter(key=self._key, lock__lt=timezone.now())[: Conf.BULK]

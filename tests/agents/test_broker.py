@@ -58,3 +58,30 @@ def test_a_broken_listen_connection_is_made_again(queue):
     assert queue.dequeue() is None  # waits (or sleeps), no error
     pk = queue.enqueue("payload")
     assert queue.dequeue() == [(pk, "payload")]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SKIP LOCKED is PostgreSQL's")
+def test_two_clusters_taking_at_once_take_each_task_once(queue):
+    """Invariant: a queued task is handed to one cluster per delivery, however they race."""
+    from django.db import connections
+
+    queued = {queue.enqueue(f"payload {n}") for n in range(60)}
+    taken: list[list[int]] = [[], []]
+    start = threading.Barrier(2)
+
+    def cluster(mine: list[int]) -> None:
+        other = get_broker(queue.list_key)
+        try:
+            start.wait()
+            while batch := other._claim():
+                mine.extend(pk for pk, _ in batch)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=cluster, args=(mine,)) for mine in taken]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(taken[0] + taken[1]) == sorted(queued)
+    assert not set(taken[0]) & set(taken[1])
