@@ -1,17 +1,24 @@
 """Starting, advancing and ending agent runs.
 
-A run advances one model call per step task. The task claims the run by compare-and-set,
-commits, calls the model outside any transaction, and saves the reply (and the tool calls it
-asks for) before anything acts on it. A step task delivered twice finds the claim or a newer
-step and does nothing, so one step never makes two model calls.
+A run advances one model call per step. The task claims the run by compare-and-set, commits,
+calls the model outside any transaction, and saves the reply (and the tool calls it asks for)
+before anything acts on it. A step task delivered twice finds the claim or a newer step and
+does nothing, so one step never makes two model calls. A task that goes on with the run takes
+its next steps itself (`run_drive`): a turn of look-ups claims the next step as it is saved,
+and that step's model call is asked while the save runs; its reply is used only once the save
+has committed, under the claim the save took.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
+import os
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -91,17 +98,38 @@ def run_start(
     return run
 
 
-def run_advance(
-    *, run_id: int, step: int, run: AgentRun | None = None, go_on: bool = False
-) -> AgentRun | None:
+def run_advance(*, run_id: int, step: int, run: AgentRun | None = None) -> AgentRun | None:
     """Do the work of one step: dispatch a saved reply's tool calls, or make one model call.
 
     `run` is the run as this task last saved it (its next step): claimed by compare-and-set on
     the step, it cannot have changed since, so it is not read again; without it, the claim reads
-    the run in the same statement. With `go_on` (this task takes the next step itself), a turn
-    of look-ups also claims the next step in the transaction that saves it, and the run comes
-    back running on that claim. Returns the run as the step left it when the step saved
+    the run in the same statement. Returns the run as the step left it when the step saved
     everything in one transaction (a turn of look-ups, the run's end), else None.
+    """
+    return _advance(run_id=run_id, step=step, run=run).run
+
+
+@dataclass(frozen=True)
+class Advanced:
+    """What a step leaves for the task that goes on: the run as saved, its next model call."""
+
+    run: AgentRun | None
+    ahead: Future | None = None
+
+
+def _advance(
+    *,
+    run_id: int,
+    step: int,
+    run: AgentRun | None = None,
+    go_on: bool = False,
+    ahead: Future | None = None,
+) -> Advanced:
+    """`run_advance`, for a task that goes on with the run (see `run_drive`).
+
+    With `go_on`, a turn of look-ups claims the next step in the transaction that saves it
+    (the run comes back running on that claim) and asks that step's model call ahead, while the
+    turn is being saved (`ahead`); the next step takes its reply from it.
     """
     if run is None or run.pk != run_id or run.step != step:
         run = _run_claim_read(run_id=run_id, step=step)
@@ -110,36 +138,76 @@ def run_advance(
         token = run.claim_token  # claimed for this task as the step before it was saved
     else:
         token = _run_claim(run_id=run_id, step=step)
+    nothing = Advanced(None)
     if token is None:
         logger.info("run %s step %s: already claimed or moved on; nothing to do", run_id, step)
-        return None
+        return nothing
     if _last_reply_unanswered(run):
         # A worker saved the reply and died before its tool calls were answered.
         tool_calls_create(run=run)
         turn_dispatch(run_id=run.pk)
-        return None
+        return nothing
     if reason := _cap_reached(run):
+        _ahead_drop(ahead, run=run)  # (asked only when the cap allowed this step)
         _run_end_claimed(run=run, token=token, status=Status.FAILED, reason=reason)
-        return None
+        return nothing
     try:
-        reply = llm.backend_get(run.backend).create(run_model_request(run))
+        if ahead is None:
+            reply = llm.backend_get(run.backend).create(run_model_request(run))
+        else:
+            reply = ahead.result()
     except llm.ModelUnavailable as error:
         _model_unavailable(run=run, token=token, error=error)
-        return None
+        return nothing
     except llm.ModelError as error:
         _model_call_error_record(run=run, error=error)
         _run_end_claimed(
             run=run, token=token, status=Status.FAILED, reason=f"The model call failed: {error}"
         )
-        return None
+        return nothing
     answered = _turn_at_once(run=run, token=token, reply=reply, go_on=go_on)
     if answered is not None:
         return answered
     if reply.message.stop_reason in END_STOPS:
-        return _end_at_once(run=run, token=token, reply=reply)
+        return Advanced(_end_at_once(run=run, token=token, reply=reply))
     if _reply_record(run_id=run.pk, token=token, reply=reply):
         turn_dispatch(run_id=run.pk)
-    return None
+    return nothing
+
+
+@functools.cache
+def _caller_of(pid: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-call-ahead")
+
+
+def _ask_ahead(run: AgentRun) -> Future:
+    """Start the run's next model call on this process's caller thread (made after a fork)."""
+    request = run_model_request(run)
+    return _caller_of(os.getpid()).submit(llm.backend_get(run.backend).create, request)
+
+
+def _ahead_drop(ahead: Future | None, *, run: AgentRun) -> None:
+    """A model call asked ahead for a step that is not taken: wait for it, record it unused."""
+    if ahead is None or ahead.cancel():
+        return
+    try:
+        reply = ahead.result()
+    except llm.ModelError as error:
+        _model_call_error_record(run=run, error=error)
+    else:
+        _reply_dropped(run=run, reply=reply)
+
+
+def _reply_dropped(*, run: AgentRun, reply: llm.ModelReply) -> None:
+    """A reply that came back after its step lost its claim: recorded as a call, never used."""
+    logger.warning("run %s step %s: the claim was lost; the reply is not used", run.pk, run.step)
+    usage = _usage(reply.message)
+    call = _model_call(run=run, reply=reply, usage=usage, cost=_reply_cost(run, usage))
+    call.error = DROPPED
+    call.save(force_insert=True)
+
+
+DROPPED = "Not used: the run changed (it was cancelled or taken over) while this call was out."
 
 
 def run_model_request(run: AgentRun) -> llm.ModelRequest:
@@ -171,10 +239,12 @@ def run_drive(*, run_id: int, step: int) -> None:
     deadline = time.monotonic() + settings.Q_CLUSTER.get("timeout", 300) / 4
     bound = 2 * settings.AGENTS_MAX_TURNS + 2
     run: AgentRun | None = None
+    ahead: Future | None = None
     with lifecycle.driving(run_id):
         for index in range(bound):
             go_on = index + 1 < bound and time.monotonic() < deadline
-            run = run_advance(run_id=run_id, step=step, run=run, go_on=go_on)
+            advanced = _advance(run_id=run_id, step=step, run=run, go_on=go_on, ahead=ahead)
+            run, ahead = advanced.run, advanced.ahead
             if run is not None and run.status == Status.RUNNING:
                 step = run.step  # its claim is this task's: take the step now
                 continue
@@ -334,13 +404,16 @@ def _assistant(reply: llm.ModelReply) -> dict[str, Any]:
 
 def _turn_at_once(
     *, run: AgentRun, token: uuid.UUID, reply: llm.ModelReply, go_on: bool = False
-) -> AgentRun | None:
+) -> Advanced | None:
     """A turn of look-ups: run them, then save reply, calls, results and the next step at once.
 
     One transaction, whose UPDATE is the compare-and-set on the claim: a step that lost its
     claim writes nothing. Returns the run as saved: queued for its next step, or with `go_on`
-    running on a new claim of it, for this task. None when the turn must go the general way
-    (see `turn_run_at_once`), the cap is reached or the claim lost.
+    running on a new claim of it, for this task, with that step's model call already asked
+    (the model thinks while the turn is saved; its reply is used only once the save has
+    committed, and dropped otherwise). The run is None when the claim was lost or a person
+    took over (the run ended escalated). None when the turn must go the general way (see
+    `turn_run_at_once`) or the cap is reached.
     """
     if reply.message.stop_reason != "tool_use":
         return None
@@ -369,10 +442,37 @@ def _turn_at_once(
     else:  # a person takes over: nothing goes back to Claude, the run ends below
         after.messages = [*run.messages, assistant]
     after.updated_at = timezone.now()
+    ahead = _ask_ahead(after) if go_on and escalation is None else None
+    try:
+        saved = _turn_save(
+            run=run, after=after, token=token, reply=reply, calls=calls, escalation=escalation
+        )
+    except BaseException:
+        if ahead is not None:
+            ahead.cancel()  # if it has begun, it ends with this process or is never read
+        raise
+    if not saved:
+        _ahead_drop(ahead, run=after)
+        return Advanced(None)
+    return Advanced(after, ahead)
+
+
+def _turn_save(
+    *,
+    run: AgentRun,
+    after: AgentRun,
+    token: uuid.UUID,
+    reply: llm.ModelReply,
+    calls: list[ToolCall],
+    escalation: Any,
+) -> bool:
+    """`_turn_at_once`'s transaction. False when the claim was lost or a person took over."""
+    usage = _usage(reply.message)
+    cost = after.cost_usd - run.cost_usd
     with transaction.atomic():
         if not lifecycle.run_save_claimed(after, claim=token):
-            logger.warning("run %s: claim lost before the reply was saved; reply dropped", run.pk)
-            return None
+            _reply_dropped(run=run, reply=reply)
+            return False
         _model_call(run=run, reply=reply, usage=usage, cost=cost).save(force_insert=True)
         ToolCall.objects.bulk_create(calls)
         events = [
@@ -394,12 +494,12 @@ def _turn_at_once(
         if escalation is not None:
             AuditEvent.objects.bulk_create(events)
             run_end(run=after, status=Status.ESCALATED, reason=escalation.reason)
-            return None
+            return False
         events.append(results_sent_event(run=after, calls=calls))
         AuditEvent.objects.bulk_create(events)
-        if not go_on:
+        if after.status == Status.QUEUED:
             lifecycle.step_queue_on_commit(after)
-    return after
+    return True
 
 
 def _end_at_once(*, run: AgentRun, token: uuid.UUID, reply: llm.ModelReply) -> AgentRun | None:
@@ -416,7 +516,7 @@ def _end_at_once(*, run: AgentRun, token: uuid.UUID, reply: llm.ModelReply) -> A
     after.messages = [*run.messages, _assistant(reply)]
     with transaction.atomic():
         if not run_end(run=after, status=Status.COMPLETED, reason=FINISHED, claim=token):
-            logger.warning("run %s: claim lost before the reply was saved; reply dropped", run.pk)
+            _reply_dropped(run=run, reply=reply)
             return None
         _model_call(run=run, reply=reply, usage=usage, cost=cost).save(force_insert=True)
     return after
@@ -432,7 +532,7 @@ def _reply_record(*, run_id: int, token: uuid.UUID, reply: llm.ModelReply) -> bo
     with transaction.atomic():
         run = AgentRun.objects.select_for_update().get(pk=run_id)
         if run.status != Status.RUNNING or run.claim_token != token:
-            logger.warning("run %s: claim lost before the reply was saved; reply dropped", run_id)
+            _reply_dropped(run=run, reply=reply)
             return False
         cost = _reply_cost(run, usage, batch=reply.batch)
         _model_call(run=run, reply=reply, usage=usage, cost=cost).save(force_insert=True)

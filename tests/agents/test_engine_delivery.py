@@ -321,20 +321,21 @@ def test_a_handler_that_cannot_know_the_outcome_is_retried_with_the_same_key(
 @pytest.mark.parametrize(
     "replies, cancelled_at",
     [
-        pytest.param(["lookup"], 0, id="a turn of look-ups"),
+        pytest.param(["lookup", "end"], 0, id="a turn of look-ups"),
         pytest.param(["end"], 0, id="the last turn"),
-        pytest.param(["lookup", "end"], 1, id="the turn after look-ups, on the claim handed on"),
+        pytest.param(["lookup", "end"], 1, id="the turn after look-ups, asked ahead"),
     ],
 )
-def test_a_run_cancelled_while_its_model_call_is_out_keeps_nothing_of_the_reply(
-    fake_anthropic, worker, widgets, monkeypatch, replies, cancelled_at
+def test_a_run_cancelled_while_its_model_call_is_out_uses_nothing_of_the_reply(
+    fake_anthropic, worker, widgets, monkeypatch, client, replies, cancelled_at
 ):
-    """Invariant: a step saves its reply only while it holds its claim; a cancel takes it away.
+    """Invariant: a step uses its reply only while it holds its claim; a cancel takes it away.
 
-    The quick paths (a turn of look-ups, the end of a run, a step claimed as the turn before
-    it was saved) save without locking the run first: their save is the compare-and-set on the
-    claim, so a cancel that lands while the model is thinking leaves the run cancelled, with
-    nothing of that reply recorded.
+    The quick paths (a turn of look-ups, the end of a run, a step whose call was asked while
+    the turn before it was saved) save without locking the run first: their save is the
+    compare-and-set on the claim. A cancel that lands while the model is thinking leaves the
+    run cancelled; the reply that comes back is recorded as a model call that was not used, and
+    nothing of it reaches the run, its tool calls or the next turn.
     """
     from agents.services import runs
 
@@ -345,27 +346,35 @@ def test_a_run_cancelled_while_its_model_call_is_out_keeps_nothing_of_the_reply(
             fake_anthropic.push_text("There are 10 gears.")
     run = start(worker, text="How many gears?")
     operator = user_create(perms=["agents.cancel_agentrun"])
-    real = runs.run_model_request
+    real_turn, real_end = runs._turn_save, runs._end_at_once
 
-    def cancelled_meanwhile(claimed):
-        request = real(claimed)
-        if claimed.step == cancelled_at:
-            run_cancel(run_id=claimed.pk, user=operator, reason="The customer wrote again.")
-        return request
+    def cancel_first(real, **kwargs):
+        step = kwargs["run"].step
+        if step == cancelled_at:
+            run_cancel(run_id=kwargs["run"].pk, user=operator, reason="The customer wrote again.")
+        return real(**kwargs)
 
-    monkeypatch.setattr(runs, "run_model_request", cancelled_meanwhile)
+    monkeypatch.setattr(runs, "_turn_save", lambda **kw: cancel_first(real_turn, **kw))
+    monkeypatch.setattr(runs, "_end_at_once", lambda **kw: cancel_first(real_end, **kw))
     worker.run(worker.take())
     run = assert_status(run, S.CANCELLED)
-    # The call was made and its reply dropped; nothing after the cancel.
-    assert len(fake_anthropic.message_requests) == cancelled_at + 1
     assert run.status_reason == "The customer wrote again."
-    assert (run.turns, run.model_calls.count(), len(run.messages)) == (
-        cancelled_at,
-        cancelled_at,
-        1 + 2 * cancelled_at,
-    )
+    # Every reply that came back is a model call on record; the used ones are on the run.
+    assert len(fake_anthropic.message_requests) == len(replies)
+    assert run.model_calls.count() == len(replies)
+    unused = run.model_calls.filter(error=runs.DROPPED)
+    assert unused.count() == len(replies) - cancelled_at
+    assert (run.turns, len(run.messages)) == (cancelled_at, 1 + 2 * cancelled_at)
     assert run.tool_calls.count() == cancelled_at
     kinds = list(run.events.values_list("kind", flat=True).order_by("pk"))
     assert kinds[0] == "run.started" and kinds[-1] == "run.cancelled"
     assert "run.completed" not in kinds
     assert worker.drain() == []
+    # The run's page shows the unused call as such, not as a failed one.
+    from django.urls import reverse
+
+    from tests.agents.admin_steps import page_text
+
+    client.force_login(user_create(perms=["agents.view_agentrun"]))
+    page = page_text(client.get(reverse("admin:agents_agentrun_change", args=[run.pk])))
+    assert page.count("not used") == len(replies) - cancelled_at and "failed" not in page

@@ -49,11 +49,12 @@ def test_a_task_past_its_deadline_queues_the_step_it_leaves(
 def test_a_step_whose_task_died_before_taking_it_is_taken_back_when_its_claim_is_stale(
     fake_anthropic, worker, widgets, monkeypatch, settings
 ):
-    """The turn of look-ups handed its claim on to the next step; then the task died.
+    """The turn of look-ups handed its claim on to the next step, asked its call; the task died.
 
     Nothing was queued for that step and the run says it is running: the sweep leaves it to its
     task until the claim is stale (as for a task that dies during a model call), then queues
-    it, and the run goes on with one model call per step.
+    it. The call asked ahead died with the task, unused: the step asks again, and one reply is
+    used per step.
     """
     from datetime import timedelta
 
@@ -62,16 +63,18 @@ def test_a_step_whose_task_died_before_taking_it_is_taken_back_when_its_claim_is
     from agents.services import agents_sweep, runs
 
     fake_anthropic.push_tool_use(("lookup_widget", {"name": "gear"}))
-    fake_anthropic.push_text("There are 10 gears.")
+    fake_anthropic.push_text("There are 10 gears.")  # to the call asked ahead
+    fake_anthropic.push_text("There are 10 gears.")  # to the step taken again
     run = start(worker, text="How many gears?")
-    real = runs.run_advance
+    real = runs._advance
 
     def advance_then_die(**kwargs):
         if kwargs["step"] == 1:
+            kwargs["ahead"].result()  # the call asked ahead came back; the task dies now
             raise KeyboardInterrupt("worker killed")
         return real(**kwargs)
 
-    monkeypatch.setattr(runs, "run_advance", advance_then_die)
+    monkeypatch.setattr(runs, "_advance", advance_then_die)
     with pytest.raises(KeyboardInterrupt):
         worker.run(worker.take())
     monkeypatch.undo()
@@ -86,8 +89,8 @@ def test_a_step_whose_task_died_before_taking_it_is_taken_back_when_its_claim_is
     AgentRun.objects.filter(pk=run.pk).update(claimed_at=timezone.now() - stale * 2)
     worker.drain()
     run.refresh_from_db()
-    assert run.status == AgentRun.Status.COMPLETED and len(fake_anthropic.message_requests) == 2
-    assert run.model_calls.count() == 2
+    assert run.status == AgentRun.Status.COMPLETED and len(fake_anthropic.message_requests) == 3
+    assert run.model_calls.count() == 2 and run.turns == 2
 
 
 def test_a_step_with_a_delay_is_left_to_the_broker(fake_anthropic, worker, widgets):
