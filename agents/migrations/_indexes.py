@@ -21,6 +21,23 @@ def _names(table: str, column: str, suffix: str) -> str:
     return f"{table}_{column}"[: 30 - len(suffix) - 1] + "_" + suffix
 
 
+def indexes_wanted(
+    *,
+    searched: dict[str, tuple[str, ...]],
+    filtered: dict[str, tuple[str | tuple[str, ...], ...]],
+    postgres: bool,
+) -> list[tuple[str, tuple[str, ...], str, str]]:
+    """(table, columns, "trgm" or "idx", index name) of each index these tables get here."""
+    wanted = [
+        (table, column, "trgm") for table, cols in searched.items() for column in cols if postgres
+    ] + [(table, column, "idx") for table, cols in filtered.items() for column in cols]
+    wanted = [(t, c if isinstance(c, tuple) else (c,), kind) for t, c, kind in wanted]
+    named = [(t, c, kind, _names(t, "_".join(c), kind)) for t, c, kind in wanted]
+    names = [name for *_, name in named]
+    assert len(set(names)) == len(names), names
+    return named
+
+
 def indexes_apply(
     schema_editor,
     *,
@@ -35,13 +52,9 @@ def indexes_apply(
     postgres = schema_editor.connection.vendor == "postgresql"
     quote = schema_editor.quote_name
     concurrently = " CONCURRENTLY" if postgres else ""
-    wanted = [
-        (table, column, "trgm") for table, cols in searched.items() for column in cols if postgres
-    ] + [(table, column, "idx") for table, cols in filtered.items() for column in cols]
-    wanted = [(t, c if isinstance(c, tuple) else (c,), kind) for t, c, kind in wanted]
-    names = [_names(table, "_".join(cols), kind) for table, cols, kind in wanted]
-    assert len(set(names)) == len(names), names
-    for (table, columns, kind), name in zip(wanted, names, strict=True):
+    for table, columns, kind, name in indexes_wanted(
+        searched=searched, filtered=filtered, postgres=postgres
+    ):
         if remove:
             schema_editor.execute(f"DROP INDEX{concurrently} IF EXISTS {quote(name)}")
         elif kind == "trgm":
