@@ -170,7 +170,7 @@ def _advance(
         return answered
     if reply.message.stop_reason in END_STOPS:
         return Advanced(_end_at_once(run=run, token=token, reply=reply))
-    if _reply_record(run_id=run.pk, token=token, reply=reply):
+    if _reply_record(run_id=run.pk, token=token, reply=reply, step=run.step):
         turn_dispatch(run_id=run.pk)
     return nothing
 
@@ -198,12 +198,13 @@ def _ahead_drop(ahead: Future | None, *, run: AgentRun) -> None:
         _reply_dropped(run=run, reply=reply)
 
 
-def _reply_dropped(*, run: AgentRun, reply: llm.ModelReply) -> None:
+def _reply_dropped(*, run: AgentRun, reply: llm.ModelReply, step: int | None = None) -> None:
     """A reply that came back after its step lost its claim: recorded as a call, never used."""
-    logger.warning("run %s step %s: the claim was lost; the reply is not used", run.pk, run.step)
+    step = run.step if step is None else step
+    logger.warning("run %s step %s: the claim was lost; the reply is not used", run.pk, step)
     usage = _usage(reply.message)
     call = _model_call(run=run, reply=reply, usage=usage, cost=_reply_cost(run, usage))
-    call.error = DROPPED
+    call.step, call.error = step, DROPPED
     call.save(force_insert=True)
 
 
@@ -525,14 +526,19 @@ def _end_at_once(*, run: AgentRun, token: uuid.UUID, reply: llm.ModelReply) -> A
 FINISHED = "Claude finished its turn."
 
 
-def _reply_record(*, run_id: int, token: uuid.UUID, reply: llm.ModelReply) -> bool:
-    """Save the reply and decide what it means. Returns True when tool calls await dispatch."""
+def _reply_record(
+    *, run_id: int, token: uuid.UUID, reply: llm.ModelReply, step: int | None = None
+) -> bool:
+    """Save the reply and decide what it means. Returns True when tool calls await dispatch.
+
+    `step` is the step the reply answers (the run may have moved on if the claim was lost).
+    """
     message = reply.message
     usage = _usage(message)
     with transaction.atomic():
         run = AgentRun.objects.select_for_update().get(pk=run_id)
         if run.status != Status.RUNNING or run.claim_token != token:
-            _reply_dropped(run=run, reply=reply)
+            _reply_dropped(run=run, reply=reply, step=step)
             return False
         cost = _reply_cost(run, usage, batch=reply.batch)
         _model_call(run=run, reply=reply, usage=usage, cost=cost).save(force_insert=True)

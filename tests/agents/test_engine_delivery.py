@@ -378,3 +378,29 @@ def test_a_run_cancelled_while_its_model_call_is_out_uses_nothing_of_the_reply(
     client.force_login(user_create(perms=["agents.view_agentrun"]))
     page = page_text(client.get(reverse("admin:agents_agentrun_change", args=[run.pk])))
     assert page.count("not used") == len(replies) - cancelled_at and "failed" not in page
+
+
+def test_a_reply_that_lost_its_claim_to_another_worker_is_on_record_at_its_own_step(
+    fake_anthropic, worker, widgets, monkeypatch
+):
+    """The claim went stale while the call was out; another worker took the run further."""
+    import uuid
+
+    from agents.services import runs
+
+    fake_anthropic.push_tool_use(("ship_widget", SHIP))  # the general path: needs a person
+    run = start(worker)
+    real = runs.run_model_request
+
+    def taken_over_meanwhile(claimed):
+        request = real(claimed)
+        AgentRun.objects.filter(pk=claimed.pk).update(claim_token=uuid.uuid4(), step=3)
+        return request
+
+    monkeypatch.setattr(runs, "run_model_request", taken_over_meanwhile)
+    worker.run(worker.take())
+    run.refresh_from_db()
+    assert (run.status, run.step, run.turns) == (S.RUNNING, 3, 0)
+    [call] = run.model_calls.all()
+    assert (call.step, call.error) == (0, runs.DROPPED)
+    assert not run.tool_calls.exists()
