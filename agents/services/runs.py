@@ -12,12 +12,11 @@ has committed, under the claim the save took.
 from __future__ import annotations
 
 import copy
-import functools
 import logging
-import os
+import threading
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -175,15 +174,25 @@ def _advance(
     return nothing
 
 
-@functools.cache
-def _caller_of(pid: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-call-ahead")
-
-
 def _ask_ahead(run: AgentRun) -> Future:
-    """Start the run's next model call on this process's caller thread (made after a fork)."""
-    request = run_model_request(run)
-    return _caller_of(os.getpid()).submit(llm.backend_get(run.backend).create, request)
+    """Start the run's next model call on a thread of its own; its reply, or error, comes back.
+
+    A daemon thread: a worker that exits (a task killed at its timeout) does not wait for it.
+    The call touches no database.
+    """
+    request, backend = run_model_request(run), llm.backend_get(run.backend)
+    ahead: Future = Future()
+
+    def call() -> None:
+        if not ahead.set_running_or_notify_cancel():
+            return
+        try:
+            ahead.set_result(backend.create(request))
+        except BaseException as error:  # handed to the step that reads it, as if it called
+            ahead.set_exception(error)
+
+    threading.Thread(target=call, name=f"model-call-ahead-{run.pk}", daemon=True).start()
+    return ahead
 
 
 def _ahead_drop(ahead: Future | None, *, run: AgentRun) -> None:

@@ -117,3 +117,33 @@ def test_the_approvals_task_goes_on_with_the_run_after_the_call_ran(
     assert run.status == AgentRun.Status.COMPLETED
     worker.drain()
     assert len(fake_anthropic.message_requests) == 2
+
+
+def test_an_outage_met_by_a_call_asked_ahead_is_the_next_steps_as_if_it_had_called(
+    fake_anthropic, worker, widgets, settings
+):
+    """The call asked while the look-up turn was saved fails: its step waits and asks again."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents.models import ModelCall
+
+    settings.ANTHROPIC_MAX_RETRIES = 2
+    fake_anthropic.push_tool_use(("lookup_widget", {"name": "gear"}))
+    fake_anthropic.push_overloaded(times=3)  # the call asked ahead: the SDK gives up
+    run = start(worker, text="How many gears?")
+    worker.run(worker.take())
+    run.refresh_from_db()
+    assert (run.status, run.step, run.turns, run.attempts) == (AgentRun.Status.QUEUED, 1, 1, 1)
+    assert run.claim_token is None and run.next_attempt_at > timezone.now() + timedelta(seconds=5)
+    failed = ModelCall.objects.get(run=run, step=1)
+    assert "529" in failed.error
+    fake_anthropic.push_text("There are 10 gears.")
+    AgentRun.objects.filter(pk=run.pk).update(next_attempt_at=timezone.now())
+    from tests.worker import Delivery
+
+    worker.run(Delivery("agents.tasks.run_advance_task", (run.pk, 1)))  # as the sweep queues it
+    run.refresh_from_db()
+    assert run.status == AgentRun.Status.COMPLETED and run.turns == 2
+    assert len(fake_anthropic.message_requests) == 5
