@@ -23,6 +23,7 @@ from agents import redaction
 from agents.audit import audit_event, nul_free
 from agents.models import AgentRun, AuditEvent, ToolCall
 from agents.registry import TRANSIENT, Escalate, ToolContext, ToolError, toolset_get
+from agents.services.lifecycle import OPEN as OPEN_STATUSES
 from agents.services.lifecycle import run_end, run_requeue, run_wait_for_approval, tool_call_close
 from agents.services.proposals import (
     error_text,
@@ -213,6 +214,20 @@ def results_sent_event(*, run: AgentRun, calls: list[ToolCall]) -> AuditEvent:
     )
 
 
+def _results_mask_ahead(*, run_id: int) -> None:
+    """Mask the turn's answered results before the run is locked.
+
+    Masking a large result takes a while (about 1.4 MB/s), and the run stays locked (a cancel
+    or a decision waits) while `turn_results` builds the answer. Masked here first, the same
+    text is a hash lookup there (the masker remembers recent texts).
+    """
+    answered = ToolCall.objects.filter(run_id=run_id, turn=F("run__turns")).exclude(
+        status__in=OPEN_STATUSES
+    )
+    for result in answered.values_list("result", flat=True):
+        redaction.mask(result)
+
+
 def turn_dispatch(*, run_id: int) -> None:
     """Check proposed calls, run queued ones in order, and answer Claude once all are."""
     run = AgentRun.objects.get(pk=run_id)
@@ -347,6 +362,7 @@ def _content(outcome: Any) -> str:
 
 def turn_settle(*, run_id: int) -> None:
     """Answer Claude once every call of the turn is answered; otherwise wait for people."""
+    _results_mask_ahead(run_id=run_id)
     with transaction.atomic():
         run = AgentRun.objects.select_for_update().get(pk=run_id)
         if run.status not in (AgentRun.Status.RUNNING, AgentRun.Status.AWAITING_APPROVAL):

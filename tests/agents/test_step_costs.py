@@ -100,3 +100,39 @@ def test_the_broker_gets_no_copy_of_a_step_the_task_takes_itself(
     ledger = drive(fake_anthropic, worker, monkeypatch, lookups=3)
     assert not [s for s in ledger.statements if "DJANGO_Q_ORMQ" in s]
     assert worker.queued() == []
+
+
+def test_a_turns_results_are_masked_before_its_run_is_locked(
+    fake_anthropic, worker, widgets, monkeypatch
+):
+    """The general path (a look-up beside a shipment a person approves): masking the results,
+    which takes a while for a large one, happens before the run is locked to send them."""
+    from agents import redaction
+    from agents.models import ToolCall
+    from agents.services import proposal_approve
+    from tests.agents.helpers import SHIP
+    from tests.factories.users import user_create
+
+    masked_where: list[bool] = []
+    real = redaction._mask
+
+    def recorded(text, known):
+        if '"stock"' in text or '"shipment"' in text:  # the two tool results
+            masked_where.append(connection.in_atomic_block)
+        return real(text, known)
+
+    monkeypatch.setattr(redaction, "_mask", recorded)
+    redaction._recent.clear()
+    fake_anthropic.push_tool_use(("lookup_widget", {"name": "gear"}), ("ship_widget", SHIP))
+    fake_anthropic.push_text("Shipped; 8 gears left.")
+    run = start(worker)
+    worker.drain()
+    ship = ToolCall.objects.get(run=run, tool_name="ship_widget")
+    with worker.committing():
+        proposal_approve(tool_call_id=ship.pk, user=user_create(perms=["toolbox.approve_shipment"]))
+    worker.drain()
+    run.refresh_from_db()
+    assert run.status == AgentRun.Status.COMPLETED, run.status_reason
+    sent = fake_anthropic.message_requests[-1].body["messages"][-1]["content"]
+    assert [block["type"] for block in sent] == ["tool_result", "tool_result"]
+    assert masked_where and not any(masked_where), masked_where
