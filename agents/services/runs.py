@@ -97,15 +97,13 @@ def run_start(
     return run
 
 
-def run_advance(*, run_id: int, step: int, run: AgentRun | None = None) -> AgentRun | None:
+def run_advance(*, run_id: int, step: int) -> AgentRun | None:
     """Do the work of one step: dispatch a saved reply's tool calls, or make one model call.
 
-    `run` is the run as this task last saved it (its next step): claimed by compare-and-set on
-    the step, it cannot have changed since, so it is not read again; without it, the claim reads
-    the run in the same statement. Returns the run as the step left it when the step saved
-    everything in one transaction (a turn of look-ups, the run's end), else None.
+    The claim reads the run in the same statement. Returns the run as the step left it when the
+    step saved everything in one transaction (a turn of look-ups, the run's end), else None.
     """
-    return _advance(run_id=run_id, step=step, run=run).run
+    return _advance(run_id=run_id, step=step).run
 
 
 @dataclass(frozen=True)
@@ -126,17 +124,17 @@ def _advance(
 ) -> Advanced:
     """`run_advance`, for a task that goes on with the run (see `run_drive`).
 
-    With `go_on`, a turn of look-ups claims the next step in the transaction that saves it
-    (the run comes back running on that claim) and asks that step's model call ahead, while the
-    turn is being saved (`ahead`); the next step takes its reply from it.
+    `run` is the run as the step before this one saved it, running on a claim of this step
+    handed on to this task: it cannot have changed since, so it is neither claimed nor read
+    again. With `go_on`, a turn of look-ups hands its claim on that way and asks the next
+    step's model call while the turn is being saved (`ahead`); the next step takes its reply
+    from it.
     """
-    if run is None or run.pk != run_id or run.step != step:
+    if run is not None and run.pk == run_id and run.step == step and run.claim_token:
+        token = run.claim_token
+    else:
         run = _run_claim_read(run_id=run_id, step=step)
         token = run.claim_token if run is not None else None
-    elif run.status == Status.RUNNING and run.claim_token is not None:
-        token = run.claim_token  # claimed for this task as the step before it was saved
-    else:
-        token = _run_claim(run_id=run_id, step=step)
     nothing = Advanced(None)
     if token is None:
         logger.info("run %s step %s: already claimed or moved on; nothing to do", run_id, step)
@@ -309,14 +307,16 @@ def _claimable(*, run_id: int, step: int):
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     )
     claimable |= Q(status=Status.RUNNING, claimed_at__lt=stale)
-    status, token, claimed_at = _claim_values(now)
-    claim = {"status": status, "claim_token": token, "claimed_at": claimed_at}
-    return AgentRun.objects.filter(claimable, pk=run_id, step=step), claim
+    return AgentRun.objects.filter(claimable, pk=run_id, step=step), _claim_values(now)
 
 
-def _claim_values(now=None) -> tuple[str, uuid.UUID, Any]:
+def _claim_values(now=None) -> dict[str, Any]:
     """What a claim writes: running, a new token, since now."""
-    return Status.RUNNING, uuid.uuid4(), now or timezone.now()
+    return {
+        "status": Status.RUNNING,
+        "claim_token": uuid.uuid4(),
+        "claimed_at": now or timezone.now(),
+    }
 
 
 def _run_claim(*, run_id: int, step: int) -> uuid.UUID | None:
@@ -407,6 +407,15 @@ def _reply_count(run: AgentRun, reply: llm.ModelReply, usage: dict[str, int], co
     run.cache_write_tokens += usage["cache_write_tokens"]
 
 
+def _counted(run: AgentRun, reply: llm.ModelReply) -> tuple[AgentRun, dict[str, int], Decimal]:
+    """A copy of the run with the reply counted on it (the run itself is left as claimed)."""
+    usage = _usage(reply.message)
+    cost = _reply_cost(run, usage, batch=reply.batch)
+    after = copy.copy(run)
+    _reply_count(after, reply, usage, cost)
+    return after, usage, cost
+
+
 def _assistant(reply: llm.ModelReply) -> dict[str, Any]:
     content = [block.to_dict(mode="json") for block in reply.message.content]
     return {"role": "assistant", "content": nul_free(content)}
@@ -431,10 +440,7 @@ def _turn_at_once(
     blocks = [b for b in assistant["content"] if b.get("type") == "tool_use"]
     if not blocks:
         return None
-    usage = _usage(reply.message)
-    cost = _reply_cost(run, usage)
-    after = copy.copy(run)
-    _reply_count(after, reply, usage, cost)
+    after, usage, cost = _counted(run, reply)
     if _cap_reached(after):
         return None
     answered = turn_run_at_once(run=after, blocks=blocks)
@@ -445,17 +451,26 @@ def _turn_at_once(
         after.messages = [*run.messages, assistant, turn_results(calls)]
         after.status_reason = ""
         after.step = run.step + 1
-        if go_on:
-            after.status, after.claim_token, after.claimed_at = _claim_values()
+        if go_on:  # the next step's claim, handed on to this task
+            claim = _claim_values()
         else:
-            after.status, after.claim_token, after.claimed_at = Status.QUEUED, None, None
+            claim = {"status": Status.QUEUED, "claim_token": None, "claimed_at": None}
+        for name, value in claim.items():
+            setattr(after, name, value)
     else:  # a person takes over: nothing goes back to Claude, the run ends below
         after.messages = [*run.messages, assistant]
     after.updated_at = timezone.now()
     ahead = _ask_ahead(after) if go_on and escalation is None else None
     try:
         saved = _turn_save(
-            run=run, after=after, token=token, reply=reply, calls=calls, escalation=escalation
+            run=run,
+            after=after,
+            token=token,
+            reply=reply,
+            usage=usage,
+            cost=cost,
+            calls=calls,
+            escalation=escalation,
         )
     except BaseException:
         if ahead is not None:
@@ -473,12 +488,12 @@ def _turn_save(
     after: AgentRun,
     token: uuid.UUID,
     reply: llm.ModelReply,
+    usage: dict[str, int],
+    cost: Decimal,
     calls: list[ToolCall],
     escalation: Any,
 ) -> bool:
     """`_turn_at_once`'s transaction. False when the claim was lost or a person took over."""
-    usage = _usage(reply.message)
-    cost = after.cost_usd - run.cost_usd
     with transaction.atomic():
         if not lifecycle.run_save_claimed(after, claim=token):
             _reply_dropped(run=run, reply=reply)
@@ -519,10 +534,7 @@ def _end_at_once(*, run: AgentRun, token: uuid.UUID, reply: llm.ModelReply) -> A
     `run_end`): a step that lost its claim (the run was cancelled meanwhile) writes nothing.
     Returns the run as ended, or None when the claim was lost.
     """
-    usage = _usage(reply.message)
-    cost = _reply_cost(run, usage, batch=reply.batch)
-    after = copy.copy(run)
-    _reply_count(after, reply, usage, cost)
+    after, usage, cost = _counted(run, reply)
     after.messages = [*run.messages, _assistant(reply)]
     with transaction.atomic():
         if not run_end(run=after, status=Status.COMPLETED, reason=FINISHED, claim=token):
