@@ -154,32 +154,44 @@ def _retry_after(error: anthropic.APIStatusError) -> float | None:
         return None
 
 
+def _api_client() -> anthropic.Anthropic:
+    """The configured client (refused without an API key): Messages and Message Batches."""
+    if not settings.ANTHROPIC_API_KEY:
+        raise ModelRequestRejected("ANTHROPIC_API_KEY is not set.")
+    return _client(
+        settings.ANTHROPIC_API_KEY,
+        settings.ANTHROPIC_BASE_URL,
+        settings.ANTHROPIC_TIMEOUT,
+        settings.ANTHROPIC_MAX_RETRIES,
+    )
+
+
+@contextmanager
+def _api_errors(what: str = "") -> Iterator[None]:
+    """The SDK's errors as the engine's: worth a retry later (unavailable), or rejected."""
+    prefix = f"{what}: " if what else ""
+    try:
+        yield
+    except anthropic.APIStatusError as error:
+        detail = f"{prefix}{error.status_code} {error.message}"
+        if error.status_code in (408, 409, 429) or error.status_code >= 500:
+            raise ModelUnavailable(
+                detail, retry_after=_retry_after(error), request_id=error.request_id or ""
+            ) from error
+        raise ModelRequestRejected(detail, request_id=error.request_id or "") from error
+    except anthropic.APIConnectionError as error:
+        raise ModelUnavailable(f"{prefix}connection failed: {error}") from error
+
+
 class AnthropicBackend:
     name = "anthropic"
 
     def create(self, request: ModelRequest) -> ModelReply:
-        if not settings.ANTHROPIC_API_KEY:
-            raise ModelRequestRejected("ANTHROPIC_API_KEY is not set.")
-        client = _client(
-            settings.ANTHROPIC_API_KEY,
-            settings.ANTHROPIC_BASE_URL,
-            settings.ANTHROPIC_TIMEOUT,
-            settings.ANTHROPIC_MAX_RETRIES,
-        )
+        client = _api_client()
         started = time.monotonic()
-        try:
+        with _api_errors():
             raw = client.messages.with_raw_response.create(**request.params())
             message = raw.parse()
-        except anthropic.APIStatusError as error:
-            request_id = error.request_id or ""
-            detail = f"{error.status_code} {error.message}"
-            if error.status_code in (408, 409, 429) or error.status_code >= 500:
-                raise ModelUnavailable(
-                    detail, retry_after=_retry_after(error), request_id=request_id
-                ) from error
-            raise ModelRequestRejected(detail, request_id=request_id) from error
-        except anthropic.APIConnectionError as error:
-            raise ModelUnavailable(f"connection failed: {error}") from error
         latency = int((time.monotonic() - started) * 1000)
         return ModelReply(message=message, request_id=raw.request_id or "", latency_ms=latency)
 
@@ -205,32 +217,6 @@ class BatchResult:
     error: str = ""
 
 
-def _batch_client() -> anthropic.Anthropic:
-    if not settings.ANTHROPIC_API_KEY:
-        raise ModelRequestRejected("ANTHROPIC_API_KEY is not set.")
-    return _client(
-        settings.ANTHROPIC_API_KEY,
-        settings.ANTHROPIC_BASE_URL,
-        settings.ANTHROPIC_TIMEOUT,
-        settings.ANTHROPIC_MAX_RETRIES,
-    )
-
-
-@contextmanager
-def _batch_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except anthropic.APIStatusError as error:
-        detail = f"{what}: {error.status_code} {error.message}"
-        if error.status_code in (408, 409, 429) or error.status_code >= 500:
-            raise ModelUnavailable(
-                detail, retry_after=_retry_after(error), request_id=error.request_id or ""
-            ) from error
-        raise ModelRequestRejected(detail, request_id=error.request_id or "") from error
-    except anthropic.APIConnectionError as error:
-        raise ModelUnavailable(f"{what}: connection failed: {error}") from error
-
-
 def _batch_state(batch: Any) -> BatchState:
     return BatchState(
         batch_id=batch.id,
@@ -243,8 +229,8 @@ def _batch_state(batch: Any) -> BatchState:
 
 def batch_create(requests: list[tuple[str, ModelRequest]]) -> BatchState:
     """Submit (custom_id, request) pairs as one Message Batch; each is sent as `create` would."""
-    client = _batch_client()
-    with _batch_errors("creating the batch"):
+    client = _api_client()
+    with _api_errors("creating the batch"):
         batch = client.messages.batches.create(
             requests=[{"custom_id": cid, "params": req.params()} for cid, req in requests]
         )
@@ -252,20 +238,20 @@ def batch_create(requests: list[tuple[str, ModelRequest]]) -> BatchState:
 
 
 def batch_retrieve(batch_id: str) -> BatchState:
-    with _batch_errors(f"reading batch {batch_id}"):
-        return _batch_state(_batch_client().messages.batches.retrieve(batch_id))
+    with _api_errors(f"reading batch {batch_id}"):
+        return _batch_state(_api_client().messages.batches.retrieve(batch_id))
 
 
 def batch_cancel(batch_id: str) -> BatchState:
-    with _batch_errors(f"cancelling batch {batch_id}"):
-        return _batch_state(_batch_client().messages.batches.cancel(batch_id))
+    with _api_errors(f"cancelling batch {batch_id}"):
+        return _batch_state(_api_client().messages.batches.cancel(batch_id))
 
 
 def batch_results(batch_id: str) -> list[BatchResult]:
     """Every result of an ended batch, in the file's order (not the requests')."""
     results = []
-    with _batch_errors(f"reading the results of batch {batch_id}"):
-        for line in _batch_client().messages.batches.results(batch_id):
+    with _api_errors(f"reading the results of batch {batch_id}"):
+        for line in _api_client().messages.batches.results(batch_id):
             result = line.result
             if result.type == "succeeded":
                 results.append(BatchResult(line.custom_id, "succeeded", message=result.message))

@@ -210,7 +210,7 @@ def _reply_dropped(*, run: AgentRun, reply: llm.ModelReply, step: int | None = N
     step = run.step if step is None else step
     logger.warning("run %s step %s: the claim was lost; the reply is not used", run.pk, step)
     usage = _usage(reply.message)
-    call = _model_call(run=run, reply=reply, usage=usage, cost=_reply_cost(run, usage))
+    call = _model_call(run=run, reply=reply, usage=usage, cost=_reply_cost(run, reply, usage))
     call.step, call.error = step, DROPPED
     call.save(force_insert=True)
 
@@ -382,7 +382,8 @@ def _model_call(*, run: AgentRun, reply: llm.ModelReply, usage: dict[str, int], 
     )
 
 
-def _reply_cost(run: AgentRun, usage: dict[str, int], *, batch: bool = False) -> Decimal:
+def _reply_cost(run: AgentRun, reply: llm.ModelReply, usage: dict[str, int]) -> Decimal:
+    """What the reply cost: at batch prices when a Message Batch brought it."""
     return cost_estimate(
         model=run.model,
         input_tokens=usage["input_tokens"],
@@ -390,7 +391,7 @@ def _reply_cost(run: AgentRun, usage: dict[str, int], *, batch: bool = False) ->
         cache_read=usage["cache_read_tokens"],
         cache_write=usage["cache_write_tokens"],
         backend=run.backend,
-        batch=batch,
+        batch=reply.batch,
     )
 
 
@@ -410,7 +411,7 @@ def _reply_count(run: AgentRun, reply: llm.ModelReply, usage: dict[str, int], co
 def _counted(run: AgentRun, reply: llm.ModelReply) -> tuple[AgentRun, dict[str, int], Decimal]:
     """A copy of the run with the reply counted on it (the run itself is left as claimed)."""
     usage = _usage(reply.message)
-    cost = _reply_cost(run, usage, batch=reply.batch)
+    cost = _reply_cost(run, reply, usage)
     after = copy.copy(run)
     _reply_count(after, reply, usage, cost)
     return after, usage, cost
@@ -561,7 +562,7 @@ def _reply_record(
         if run.status != Status.RUNNING or run.claim_token != token:
             _reply_dropped(run=run, reply=reply, step=step)
             return False
-        cost = _reply_cost(run, usage, batch=reply.batch)
+        cost = _reply_cost(run, reply, usage)
         _model_call(run=run, reply=reply, usage=usage, cost=cost).save(force_insert=True)
         _reply_count(run, reply, usage, cost)
         assistant = _assistant(reply)
