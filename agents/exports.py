@@ -69,14 +69,6 @@ def _bool(value: bool | None) -> str | None:
     return None if value is None else ("true" if value else "false")
 
 
-def _json(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return _text(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
-
-
 # How each kind of column becomes a cell; a kind not listed goes through _cell. Numbers, UUIDs
 # and decimals need nothing: the csv module writes str() of them, and "" for None.
 _CONVERTERS = {
@@ -87,7 +79,7 @@ _CONVERTERS = {
     "SlugField": _text,
     "DateTimeField": _datetime,
     "BooleanField": _bool,
-    "JSONField": _json,
+    "JSONField": _cell,
     "AutoField": None,
     "BigAutoField": None,
     "IntegerField": None,
@@ -124,7 +116,7 @@ _CELL_SQL = {
         + " WHEN 'null' THEN NULL ELSE X::text END"
     ),
 }
-_TEXT_KINDS = {"CharField", "TextField", "EmailField", "URLField", "SlugField"}
+_TEXT_KINDS = {kind for kind, convert in _CONVERTERS.items() if convert is _text}
 
 
 class _Cell(Func):
