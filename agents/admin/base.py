@@ -216,7 +216,18 @@ class ExportMixin:
         )
 
 
-class ToolsetFilter(admin.SimpleListFilter):
+class FieldFilter(admin.SimpleListFilter):
+    """Filter one field (`field_path`) by the value chosen; with none chosen, every row."""
+
+    field_path = ""
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(**{self.field_path: self.value()})
+        return queryset
+
+
+class ToolsetFilter(FieldFilter):
     """Filter by agent: the toolsets registered with the engine."""
 
     title = "agent"
@@ -225,11 +236,6 @@ class ToolsetFilter(admin.SimpleListFilter):
 
     def lookups(self, request, model_admin):
         return [(ts.name, ts.label) for ts in toolset_list()]
-
-    def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(**{self.field_path: self.value()})
-        return queryset
 
 
 class RunToolsetFilter(ToolsetFilter):
@@ -256,7 +262,7 @@ class BackendFilter(FixedChoicesFilter):
     values = tuple((name, name) for name in BACKENDS)
 
 
-class IndexedValuesFilter(admin.SimpleListFilter):
+class IndexedValuesFilter(FixedChoicesFilter):
     """Filter by the values a column holds, found by walking its index, not by DISTINCT.
 
     A DISTINCT over a million rows reads them all; on PostgreSQL a recursive query asks the
@@ -284,11 +290,6 @@ class IndexedValuesFilter(admin.SimpleListFilter):
         with connection.cursor() as cursor:
             cursor.execute(sql)
             return [(v, v or "(none)") for (v,) in cursor.fetchall()]
-
-    def queryset(self, request, queryset):
-        if self.value() is not None:
-            return queryset.filter(**{self.parameter_name: self.value()})
-        return queryset
 
 
 class StaffFilter(admin.RelatedFieldListFilter):
@@ -325,7 +326,7 @@ def run_link(run_id: int | None, toolset: str = "") -> str:
     return format_html('<a href="{}">{}</a>', url, label)
 
 
-class ToolNameFilter(admin.SimpleListFilter):
+class ToolNameFilter(FieldFilter):
     """Filter by tool: every tool the registered toolsets declare."""
 
     title = "tool"
@@ -335,11 +336,6 @@ class ToolNameFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         names = sorted({name for ts in toolset_list() for name in ts.tools})
         return [(name, name) for name in names]
-
-    def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(**{self.field_path: self.value()})
-        return queryset
 
 
 def seconds(value: Any) -> str:
