@@ -63,7 +63,9 @@ def run_batch_hold(*, run_id: int) -> bool:
     if not batches_enabled():
         return False
     with transaction.atomic():
-        run = AgentRun.objects.only("pk", "step", "turns", "backend").get(pk=run_id)
+        # The audit event below reads the run's subject: deferred, each would be a query.
+        fields = ("pk", "step", "turns", "backend", "subject_type", "subject_id")
+        run = AgentRun.objects.only(*fields).get(pk=run_id)
         if run.backend != "anthropic" or run.turns:
             return False
         token = _run_claim(run_id=run_id, step=run.step)

@@ -22,7 +22,7 @@ from agents.admin.base import (
 )
 from support.admin.common import ReadOnlyMixin
 from support.models import Refund
-from support.payments.types import money
+from support.payments.types import RefundStatus, money
 from support.selectors import REFUND_RELATED
 from support.services.refunds import PERMISSION
 
@@ -48,9 +48,7 @@ class ProviderStatusFilter(FixedChoicesFilter):
 
     title = "payments service says"
     parameter_name = "provider_status"
-    values = tuple(
-        (s, s) for s in ("pending", "requires_action", "succeeded", "failed", "canceled")
-    )
+    values = tuple((status.value, status.value) for status in RefundStatus)
 
 
 @admin.register(Refund)

@@ -31,12 +31,13 @@ class Command(BaseCommand):
         tickets = ticket_backlog_list()
         if limit is not None:
             tickets = tickets[:limit]
-        ids = list(tickets.values_list("pk", flat=True))
         if dry_run:
-            for ticket in ticket_backlog_list().filter(pk__in=ids):
+            listed = list(tickets)
+            for ticket in listed:
                 self.stdout.write(f"#{ticket.pk} {ticket.customer_email}: {ticket.subject}")
-            self.stdout.write(f"{len(ids)} ticket(s) in the backlog.")
+            self.stdout.write(f"{len(listed)} ticket(s) in the backlog.")
             return
+        ids = list(tickets.values_list("pk", flat=True))
         try:
             report = tickets_triage_in_batch(ticket_ids=ids)
         except InvalidTransition as error:
