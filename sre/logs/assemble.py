@@ -114,13 +114,15 @@ class LineAssembler(Assembler):
             return []
         self.lines += 1
         self.cut += line.cut
-        text = decode(line.data)
+        return self._items(line.data)
+
+    def _items(self, data: bytes) -> list:
+        """The event of one line's bytes: parsed, unparsed, or none for a blank line."""
+        text = decode(data)
         if not text.strip():
             return []
         item = self.parse(text)
-        if item is None:
-            return [self._unparsed(text)]
-        return [item]
+        return [self._unparsed(text) if item is None else item]
 
 
 class AccessAssembler(LineAssembler):
@@ -144,14 +146,7 @@ class AccessAssembler(LineAssembler):
         mine = self.requests
         for key, n in requests.items():
             mine[key] = mine.get(key, 0) + n
-        out = []
-        for data in others:
-            text = decode(data)
-            if not text.strip():
-                continue
-            item = self.parse(text)
-            out.append(self._unparsed(text) if item is None else item)
-        return out
+        return [item for data in others for item in self._items(data)]
 
     def take_requests(self) -> dict[tuple[datetime, str], int]:
         requests, self.requests = self.requests, {}
